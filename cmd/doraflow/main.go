@@ -1,0 +1,57 @@
+// Command doraflow is the single binary: it wires doraflow's packages into
+// subcommands and holds no logic of its own.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/doraflow/doraflow/pkg/config"
+)
+
+// errConfig marks a bad configuration: exit status 2.
+var errConfig = errors.New("configuration")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "doraflow",
+		Short:         "Live DORA metrics from webhooks: collectors → NATS JetStream → processor → ClickHouse",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().String("config", os.Getenv("DORAFLOW_CONFIG"), "YAML configuration file (env DORAFLOW_CONFIG)")
+	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "doraflow:", err)
+		if errors.Is(err, errConfig) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+// loadConfig reads --config and the environment, and validates.
+func loadConfig(cmd *cobra.Command) (config.Config, error) {
+	path, _ := cmd.Flags().GetString("config")
+	cfg, err := config.Load(path, os.Getenv)
+	if err != nil {
+		return cfg, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("%w:\n%w", errConfig, err)
+	}
+	return cfg, nil
+}
+
+func newLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}

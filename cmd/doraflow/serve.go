@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/doraflow/doraflow/internal/serve"
+)
+
+func serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the collectors and/or the processor",
+		Long: `Run doraflow. --role all (default) runs collectors and processor in one process
+on an embedded JetStream server unless DORAFLOW_NATS_URL is set; --role collector
+and --role processor run one side each against an external NATS.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			roleFlag, _ := cmd.Flags().GetString("role")
+			role, err := serve.ParseRole(roleFlag)
+			if err != nil {
+				return fmt.Errorf("%w: %w", errConfig, err)
+			}
+			if role != serve.RoleAll && cfg.NATSURL == "" {
+				return fmt.Errorf("%w: --role %s needs an external NATS (DORAFLOW_NATS_URL) shared with the other role", errConfig, role)
+			}
+			ctx := cmd.Context()
+			srv, err := serve.Start(ctx, cfg, role, newLogger())
+			if err != nil {
+				return err
+			}
+			select {
+			case <-ctx.Done():
+			case err = <-srv.Err():
+			}
+			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			srv.Stop(stopCtx)
+			return err
+		},
+	}
+	cmd.Flags().String("role", "all", "which parts to run: all, collector or processor")
+	return cmd
+}

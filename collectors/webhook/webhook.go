@@ -1,0 +1,257 @@
+// Package webhook is the HTTP plumbing every collector shares: body limits,
+// authentication, parsing into canonical events, publishing to JetStream and
+// waiting for the acknowledgements, and mapping each failure to the status a
+// webhook sender understands. A source only says how to authenticate,
+// identify and parse its deliveries.
+package webhook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/event"
+	"github.com/doraflow/doraflow/pkg/telemetry"
+)
+
+// Delivery is one authenticated webhook request.
+type Delivery struct {
+	Source     string
+	Event      string // the source's own name for the event type
+	ID         string // the source's delivery id, stable across its retries
+	Header     http.Header
+	Body       []byte
+	ReceivedAt time.Time
+}
+
+// Source is what a collector knows about its webhooks.
+type Source interface {
+	// Name is the source's name: the path segment and the metrics label.
+	Name() string
+	// Authenticate checks the request's credentials against its body and
+	// returns the payload (the body, or the JSON inside a form-encoded one).
+	Authenticate(h http.Header, body []byte) ([]byte, error)
+	// Identify names the event type and the delivery id. A source whose
+	// sender gives no delivery id may return "", and the body's hash is used.
+	Identify(h http.Header, body []byte) (eventType, deliveryID string, err error)
+	// Parse turns a delivery into canonical events. It must be pure. An error
+	// wrapping ErrIgnored means the delivery is fine but carries nothing
+	// doraflow uses.
+	Parse(d Delivery) ([]event.Event, error)
+}
+
+// ErrIgnored marks a delivery that is accepted (2xx) but not used.
+var ErrIgnored = errors.New("ignored")
+
+// Ignored wraps ErrIgnored with the reason, for metrics and the answer.
+func Ignored(reason string) error { return fmt.Errorf("%w: %s", ErrIgnored, reason) }
+
+// Publisher publishes messages and returns once all are acknowledged.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []*nats.Msg) error
+}
+
+// PublisherFunc adapts a function to Publisher.
+type PublisherFunc func(ctx context.Context, msgs []*nats.Msg) error
+
+// Publish calls f.
+func (f PublisherFunc) Publish(ctx context.Context, msgs []*nats.Msg) error { return f(ctx, msgs) }
+
+// Options are the limits the plumbing enforces.
+type Options struct {
+	MaxBodyBytes   int64
+	PublishTimeout time.Duration
+	Partitions     int
+}
+
+// Handler serves one source's webhooks.
+type Handler struct {
+	src     Source
+	pub     Publisher
+	opts    Options
+	metrics *telemetry.Metrics
+	logger  *slog.Logger
+	now     func() time.Time
+}
+
+// NewHandler returns the http.Handler for src.
+func NewHandler(src Source, pub Publisher, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Handler {
+	return &Handler{src: src, pub: pub, opts: opts, metrics: metrics,
+		logger: logger.With("component", "collector", "source", src.Name()), now: time.Now}
+}
+
+// answer is the JSON body of every reply.
+type answer struct {
+	Status string `json:"status"`
+	Events int    `json:"events,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	eventType := "unknown"
+	code, ans := h.serve(r, &eventType)
+	h.metrics.Requests.WithLabelValues(h.src.Name(), eventType, strconv.Itoa(code)).Inc()
+	h.metrics.RequestDuration.WithLabelValues(h.src.Name()).Observe(time.Since(start).Seconds())
+	w.Header().Set("Content-Type", "application/json")
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(ans)
+}
+
+func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, answer{Status: "error", Reason: "use POST"}
+	}
+	body, err := readBody(r, h.opts.MaxBodyBytes)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return http.StatusRequestEntityTooLarge, answer{Status: "error",
+				Reason: fmt.Sprintf("body over the limit of %d bytes", h.opts.MaxBodyBytes)}
+		}
+		return http.StatusBadRequest, answer{Status: "error", Reason: "reading body: " + err.Error()}
+	}
+	body, err = h.src.Authenticate(r.Header, body)
+	if err != nil {
+		h.logger.Warn("webhook refused", "reason", err, "remote", r.RemoteAddr)
+		return http.StatusUnauthorized, answer{Status: "error", Reason: err.Error()}
+	}
+	typ, id, err := h.src.Identify(r.Header, body)
+	if err != nil {
+		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
+	}
+	*eventType = typ
+	if err := checkJSON(body); err != nil {
+		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
+	}
+	if id == "" {
+		sum := sha256.Sum256(body)
+		id = hex.EncodeToString(sum[:16])
+	}
+	d := Delivery{Source: h.src.Name(), Event: typ, ID: id, Header: r.Header, Body: body, ReceivedAt: h.now().UTC()}
+	events, parseErr := h.src.Parse(d)
+	ignored := errors.Is(parseErr, ErrIgnored)
+	if parseErr != nil && !ignored {
+		return http.StatusBadRequest, answer{Status: "error", Reason: parseErr.Error()}
+	}
+	for i := range events {
+		if err := events[i].Validate(); err != nil {
+			return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
+		}
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
+	defer cancel()
+	msgs, err := Messages(d, events, h.opts.Partitions)
+	if err != nil {
+		return http.StatusInternalServerError, answer{Status: "error", Reason: err.Error()}
+	}
+	if err := h.pub.Publish(ctx, msgs); err != nil {
+		h.metrics.Errors.WithLabelValues("collector", "publish").Inc()
+		h.logger.Error("publish failed; sender will retry", "delivery", id, "err", err)
+		return http.StatusServiceUnavailable, answer{Status: "error", Reason: "event bus unavailable, retry later"}
+	}
+	if ignored {
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), typ, ignoreReason(parseErr)).Inc()
+		return http.StatusOK, answer{Status: "ignored", Reason: parseErr.Error()}
+	}
+	for _, e := range events {
+		h.metrics.Published.WithLabelValues(e.Source, string(e.Type)).Inc()
+	}
+	return http.StatusAccepted, answer{Status: "accepted", Events: len(events)}
+}
+
+func ignoreReason(err error) string {
+	// The reason after "ignored: " is a short fixed phrase chosen by the
+	// source, so it is safe as a label value.
+	const prefix = "ignored: "
+	if s := err.Error(); len(s) > len(prefix) {
+		return s[len(prefix):]
+	}
+	return "ignored"
+}
+
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+}
+
+// checkJSON reports where a body stops being JSON.
+func checkJSON(body []byte) error {
+	if json.Valid(body) {
+		return nil
+	}
+	var v json.RawMessage
+	if err := json.Unmarshal(body, &v); err != nil {
+		return fmt.Errorf("malformed JSON body: %w", err)
+	}
+	return errors.New("malformed JSON body")
+}
+
+// Messages are what a delivery puts on the bus: its raw body for the archive,
+// then each canonical event. Ids make every message idempotent.
+func Messages(d Delivery, events []event.Event, partitions int) ([]*nats.Msg, error) {
+	received := d.ReceivedAt.Format(time.RFC3339Nano)
+	raw := nats.NewMsg(bus.RawSubject(d.Source, d.Event))
+	raw.Data = d.Body
+	raw.Header.Set(nats.MsgIdHdr, d.Source+":"+d.ID)
+	raw.Header.Set(bus.HeaderSource, d.Source)
+	raw.Header.Set(bus.HeaderEvent, d.Event)
+	raw.Header.Set(bus.HeaderDelivery, d.ID)
+	raw.Header.Set(bus.HeaderReceivedAt, received)
+	for _, name := range archivedHeaders {
+		if v := d.Header.Get(name); v != "" {
+			raw.Header.Set(name, v)
+		}
+	}
+	msgs := []*nats.Msg{raw}
+	for i := range events {
+		e := &events[i]
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+		}
+		m := nats.NewMsg(bus.EventSubject(event.Partition(e.Key(), partitions), string(e.Type)))
+		m.Data = data
+		m.Header.Set(nats.MsgIdHdr, e.ID)
+		m.Header.Set(bus.HeaderSource, e.Source)
+		m.Header.Set(bus.HeaderDelivery, d.ID)
+		m.Header.Set(bus.HeaderReceivedAt, received)
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// archivedHeaders are kept with the raw body: what a parser may need on
+// replay. Signatures and tokens are not kept.
+var archivedHeaders = []string{"Content-Type", "User-Agent", "X-GitHub-Event", "X-GitHub-Hook-ID",
+	"X-Gitlab-Event", "X-Gitlab-Instance", "X-Webhook-Subscription", "Ce-Type", "Ce-Source", "Ce-Id", "Ce-Specversion"}
+
+// NewServer is an http.Server with timeouts that bound slow clients
+// (slowloris) while leaving room for a 25 MB body on a slow link.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

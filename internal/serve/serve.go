@@ -1,0 +1,235 @@
+// Package serve assembles doraflow's components — bus, collectors,
+// processor, store, HTTP — for `doraflow serve`, `doraflow demo` and the
+// end-to-end tests, so they all run the same thing.
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/doraflow/doraflow/collectors/github"
+	"github.com/doraflow/doraflow/collectors/webhook"
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/config"
+	"github.com/doraflow/doraflow/pkg/telemetry"
+	"github.com/doraflow/doraflow/processor"
+	"github.com/doraflow/doraflow/processor/correlate"
+	"github.com/doraflow/doraflow/sinks/clickhouse"
+)
+
+// Role says which parts run in this process.
+type Role string
+
+const (
+	RoleAll       Role = "all"
+	RoleCollector Role = "collector"
+	RoleProcessor Role = "processor"
+)
+
+// ParseRole checks a --role value.
+func ParseRole(s string) (Role, error) {
+	switch r := Role(s); r {
+	case RoleAll, RoleCollector, RoleProcessor:
+		return r, nil
+	}
+	return "", fmt.Errorf("role %q: want all, collector or processor", s)
+}
+
+// Server is a running doraflow.
+type Server struct {
+	cfg       config.Config
+	role      Role
+	logger    *slog.Logger
+	Metrics   *telemetry.Metrics
+	Bus       *bus.Bus
+	Store     *clickhouse.Store
+	Processor *processor.Processor
+	listener  net.Listener
+	http      *http.Server
+	wg        sync.WaitGroup
+	errc      chan error
+	cancel    context.CancelFunc
+}
+
+// Start brings up the parts of role and returns once they serve. Stop ends
+// them.
+func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) (*Server, error) {
+	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 2)}
+	ok := false
+	defer func() {
+		if !ok {
+			s.Stop(context.Background())
+		}
+	}()
+	var err error
+	s.Bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if role != RoleCollector {
+		s.Store, err = clickhouse.Open(ctx, cfg.ClickHouseDSN, logger)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.Store.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	if role != RoleProcessor {
+		if err := s.mountCollectors(mux); err != nil {
+			return nil, err
+		}
+	}
+	s.listener, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("serve: listen %s: %w", cfg.Listen, err)
+	}
+	s.http = webhook.NewServer(cfg.Listen, mux)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- fmt.Errorf("serve: http: %w", err)
+		}
+	}()
+	if role != RoleCollector {
+		s.Processor = processor.New(s.Bus.JS, s.Store, processor.Options{
+			Correlate: correlate.Config{
+				IsProduction:  cfg.IsProduction,
+				TeamOfRepo:    cfg.TeamOfRepo,
+				TeamOfService: cfg.TeamOfService,
+				Lookback:      cfg.IncidentLookback,
+			},
+			BatchSize:     cfg.Processor.BatchSize,
+			FlushInterval: cfg.Processor.FlushInterval,
+		}, s.Metrics, logger)
+		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		s.cancel = cancel
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.Processor.Run(pctx); err != nil {
+				s.errc <- err
+			}
+		}()
+		select {
+		case <-s.Processor.Ready():
+		case err := <-s.errc:
+			return nil, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	ok = true
+	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", cfg.ClickHouseDSN)
+	return s, nil
+}
+
+func natsDesc(url string) string {
+	if url == "" {
+		return "embedded"
+	}
+	return url
+}
+
+// mountCollectors serves each source that is configured; the others are
+// refused (404) and said so once at start.
+func (s *Server) mountCollectors(mux *http.ServeMux) error {
+	opts := webhook.Options{
+		MaxBodyBytes:   s.cfg.Collector.MaxBodyBytes,
+		PublishTimeout: s.cfg.Collector.PublishTimeout,
+		Partitions:     s.cfg.Processor.Partitions,
+	}
+	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
+		return bus.PublishAll(ctx, s.Bus.JS, msgs)
+	})
+	if s.cfg.GitHub.WebhookSecret == "" {
+		s.logger.Warn("github collector disabled: no webhook secret (set DORAFLOW_GITHUB_WEBHOOK_SECRET)")
+		return nil
+	}
+	src, err := github.New(github.Config{WebhookSecret: s.cfg.GitHub.WebhookSecret, IncidentLabels: s.cfg.GitHub.IncidentLabels})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/webhooks/github", webhook.NewHandler(src, pub, opts, s.Metrics, s.logger))
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []error
+	if err := s.Bus.Ready(ctx); err != nil {
+		problems = append(problems, err)
+	}
+	if s.Store != nil {
+		if err := s.Store.Ready(ctx); err != nil {
+			problems = append(problems, err)
+		}
+	}
+	if err := errors.Join(problems...); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Addr is the address the HTTP server listens on.
+func (s *Server) Addr() string {
+	if s.listener == nil {
+		return ""
+	}
+	return s.listener.Addr().String()
+}
+
+// Err delivers the first fatal error of a running part.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Stop shuts the HTTP server down (finishing requests in flight), stops the
+// processor and closes the bus and store. Safe on a partly started Server.
+func (s *Server) Stop(ctx context.Context) {
+	if s.http != nil {
+		_ = s.http.Shutdown(ctx)
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.wg.Wait()
+	if s.Bus != nil {
+		s.Bus.Close()
+	}
+	if s.Store != nil {
+		_ = s.Store.Close()
+	}
+}
+
+// WaitIdle waits until the processor has processed everything on the bus.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	if s.Processor == nil {
+		return errors.New("serve: no processor in this role")
+	}
+	for {
+		idle, err := s.Processor.Idle(ctx)
+		if err == nil && idle {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("serve: waiting for the processor: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,239 @@
+// Package bus connects doraflow to NATS JetStream: an embedded in-process
+// server when no URL is configured, an external server or cluster otherwise,
+// with the same code path after connecting.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams and subjects (contract for other consumers, see README "The bus").
+const (
+	RawStream     = "DORAFLOW_RAW"
+	RawSubjects   = "doraflow.raw.>"
+	EventStream   = "DORAFLOW_EVENTS"
+	EventSubjects = "doraflow.events.>"
+
+	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
+	// Webhook senders retry within hours; beyond the window the processor's
+	// own idempotence takes over.
+	DuplicateWindow = 24 * time.Hour
+)
+
+// Headers set on every message.
+const (
+	HeaderSource     = "Doraflow-Source"
+	HeaderEvent      = "Doraflow-Event" // the source's own event name (raw archive)
+	HeaderDelivery   = "Doraflow-Delivery"
+	HeaderReceivedAt = "Doraflow-Received-At"
+)
+
+// Options says where the bus is.
+type Options struct {
+	// URL of an external NATS server or cluster; empty starts an embedded one.
+	URL string
+	// DataDir holds the embedded server's JetStream files.
+	DataDir string
+	// Port for the embedded server to listen on: 0 for in-process only, -1
+	// for a random free port (so another process can connect).
+	Port int
+	// Replicas of each stream; 1 for a single node, 3 on a cluster.
+	Replicas int
+	Logger   *slog.Logger
+}
+
+// Bus is a connection to JetStream and, when embedded, the server behind it.
+type Bus struct {
+	Conn   *nats.Conn
+	JS     jetstream.JetStream
+	server *server.Server
+}
+
+// Open connects to the bus, starting the embedded server if needed, and makes
+// sure doraflow's streams exist.
+func Open(ctx context.Context, opts Options) (*Bus, error) {
+	b := &Bus{}
+	var err error
+	if opts.URL == "" {
+		b.server, err = startEmbedded(opts)
+		if err != nil {
+			return nil, err
+		}
+		conOpts := []nats.Option{nats.InProcessServer(b.server), nats.Name("doraflow")}
+		b.Conn, err = nats.Connect(b.server.ClientURL(), conOpts...)
+	} else {
+		logger := opts.Logger
+		if logger == nil {
+			logger = slog.Default()
+		}
+		b.Conn, err = nats.Connect(opts.URL,
+			nats.Name("doraflow"),
+			nats.MaxReconnects(-1),
+			nats.RetryOnFailedConnect(true),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				logger.Warn("bus disconnected", "err", err)
+			}),
+			nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
+		)
+	}
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: connect: %w", err)
+	}
+	b.JS, err = jetstream.New(b.Conn)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if err := EnsureStreams(ctx, b.JS, max(opts.Replicas, 1)); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(opts Options) (*server.Server, error) {
+	sopts := &server.Options{
+		ServerName: "doraflow-embedded",
+		JetStream:  true,
+		StoreDir:   filepath.Join(opts.DataDir, "jetstream"),
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	switch opts.Port {
+	case 0:
+		sopts.DontListen = true
+	default:
+		sopts.Host = "127.0.0.1"
+		sopts.Port = opts.Port
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("bus: embedded server not ready after 30s")
+	}
+	return ns, nil
+}
+
+// EnsureStreams creates or updates the raw archive and the event stream.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	for _, cfg := range []jetstream.StreamConfig{
+		{
+			Name:        RawStream,
+			Description: "raw webhook deliveries, kept to re-derive facts (replay)",
+			Subjects:    []string{RawSubjects},
+			Storage:     jetstream.FileStorage,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			Name:        EventStream,
+			Description: "canonical doraflow events",
+			Subjects:    []string{EventSubjects},
+			Storage:     jetstream.FileStorage,
+			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+	} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// ClientURL is where another process can connect to the embedded server
+// (empty when the bus is external or the server does not listen).
+func (b *Bus) ClientURL() string {
+	if b.server == nil || b.server.Addr() == nil {
+		return ""
+	}
+	return b.server.ClientURL()
+}
+
+// Ready reports whether the bus answers.
+func (b *Bus) Ready(ctx context.Context) error {
+	if !b.Conn.IsConnected() {
+		return fmt.Errorf("bus: not connected (%s)", b.Conn.Status())
+	}
+	if _, err := b.JS.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server. Safe on a
+// partly opened Bus.
+func (b *Bus) Close() {
+	if b.Conn != nil {
+		_ = b.Conn.Drain()
+		b.Conn.Close()
+	}
+	if b.server != nil {
+		b.server.Shutdown()
+		b.server.WaitForShutdown()
+	}
+}
+
+// PublishAll publishes every message and returns once JetStream has
+// acknowledged all of them, or the first error. Messages should carry a
+// Nats-Msg-Id so that a retry after a partial failure is deduplicated.
+func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			return fmt.Errorf("bus: publish %s: %w", m.Subject, err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, err)
+		case <-ctx.Done():
+			return fmt.Errorf("bus: publish %s: %w", msgs[i].Subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Token makes s safe as one subject token.
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// EventSubject is the subject of a canonical event of the given type in a
+// partition: doraflow.events.<partition>.<type>.
+func EventSubject(partition int, typ string) string {
+	return fmt.Sprintf("doraflow.events.%d.%s", partition, Token(typ))
+}
+
+// RawSubject is the archive subject of a delivery: doraflow.raw.<source>.<event>.
+func RawSubject(source, event string) string {
+	return "doraflow.raw." + Token(source) + "." + Token(event)
+}

@@ -1,0 +1,269 @@
+// Package config loads doraflow's configuration: a YAML file (strictly
+// decoded, unknown keys rejected) overlaid by DORAFLOW_* environment variables.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bmatcuk/doublestar/v4"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. Start from Default; Validate explains
+// every bad value at once.
+type Config struct {
+	Listen        string `yaml:"listen"`
+	NATSURL       string `yaml:"nats_url"`
+	DataDir       string `yaml:"data_dir"`
+	ClickHouseDSN string `yaml:"clickhouse_dsn"`
+
+	GitHub GitHub `yaml:"github"`
+
+	Teams        []Team       `yaml:"teams"`
+	Environments Environments `yaml:"environments"`
+
+	// IncidentLookback bounds heuristic incident attribution: an incident is
+	// blamed on a deployment at most this long before it opened.
+	IncidentLookback time.Duration `yaml:"incident_lookback"`
+
+	Collector CollectorLimits `yaml:"collector"`
+	Processor Processor       `yaml:"processor"`
+}
+
+// GitHub configures the GitHub collector.
+type GitHub struct {
+	WebhookSecret string `yaml:"webhook_secret"`
+	// IncidentLabels mark an issue as an incident; default ["incident"].
+	IncidentLabels []string `yaml:"incident_labels"`
+}
+
+// Team owns repositories (globs over owner/name) and incident-side services.
+type Team struct {
+	Name     string   `yaml:"name"`
+	Repos    []string `yaml:"repos"`
+	Services []string `yaml:"services"`
+}
+
+// Environments says which deployment environments count as production.
+type Environments struct {
+	Production []string `yaml:"production"`
+}
+
+// CollectorLimits bounds what one webhook request may cost.
+type CollectorLimits struct {
+	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
+	PublishTimeout time.Duration `yaml:"publish_timeout"`
+}
+
+// Processor tunes the stream processor.
+type Processor struct {
+	BatchSize     int           `yaml:"batch_size"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	Partitions    int           `yaml:"partitions"`
+}
+
+// Unassigned is the team of repos and services no team claims.
+const Unassigned = "unassigned"
+
+// Default returns the configuration used where nothing else is said.
+func Default() Config {
+	return Config{
+		Listen:           ":8080",
+		DataDir:          ".doraflow",
+		ClickHouseDSN:    "clickhouse://127.0.0.1:9000/doraflow",
+		Environments:     Environments{Production: []string{"production", "prod", "prd", "live"}},
+		IncidentLookback: 72 * time.Hour,
+		Collector: CollectorLimits{
+			// GitHub caps webhook payloads at 25 MB.
+			MaxBodyBytes:   25 << 20,
+			PublishTimeout: 10 * time.Second,
+		},
+		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8},
+	}
+}
+
+// Load reads the YAML file at path (if path is not empty), then applies the
+// environment. It does not validate: call Validate.
+func Load(path string, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("config: %w", err)
+		}
+		if err := Parse(raw, &cfg); err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	if err := cfg.applyEnv(getenv); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over cfg, rejecting unknown keys.
+func Parse(raw []byte, cfg *Config) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	// An empty file is valid: it leaves the defaults.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	str := map[string]*string{
+		"DORAFLOW_LISTEN":                &c.Listen,
+		"DORAFLOW_NATS_URL":              &c.NATSURL,
+		"DORAFLOW_DATA_DIR":              &c.DataDir,
+		"DORAFLOW_CLICKHOUSE_DSN":        &c.ClickHouseDSN,
+		"DORAFLOW_GITHUB_WEBHOOK_SECRET": &c.GitHub.WebhookSecret,
+	}
+	for name, dst := range str {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	if v := getenv("DORAFLOW_PARTITIONS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: DORAFLOW_PARTITIONS=%q: want a whole number", v)
+		}
+		c.Processor.Partitions = n
+	}
+	return nil
+}
+
+// Validate gathers every problem in the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: empty; give an address such as :8080"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: empty; give a directory such as .doraflow"))
+	}
+	if _, err := ParseClickHouseDSN(c.ClickHouseDSN); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Environments.Production) == 0 {
+		errs = append(errs, errors.New("environments.production: empty; list at least one environment name, e.g. production"))
+	}
+	if c.IncidentLookback <= 0 {
+		errs = append(errs, fmt.Errorf("incident_lookback: %s; must be positive, e.g. 72h", c.IncidentLookback))
+	}
+	if c.Collector.MaxBodyBytes <= 0 {
+		errs = append(errs, fmt.Errorf("collector.max_body_bytes: %d; must be positive", c.Collector.MaxBodyBytes))
+	}
+	if c.Collector.PublishTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("collector.publish_timeout: %s; must be positive", c.Collector.PublishTimeout))
+	}
+	if c.Processor.BatchSize <= 0 {
+		errs = append(errs, fmt.Errorf("processor.batch_size: %d; must be positive", c.Processor.BatchSize))
+	}
+	if c.Processor.FlushInterval <= 0 {
+		errs = append(errs, fmt.Errorf("processor.flush_interval: %s; must be positive", c.Processor.FlushInterval))
+	}
+	if c.Processor.Partitions < 1 || c.Processor.Partitions > 1024 {
+		errs = append(errs, fmt.Errorf("processor.partitions: %d; must be between 1 and 1024", c.Processor.Partitions))
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Teams {
+		switch {
+		case t.Name == "":
+			errs = append(errs, fmt.Errorf("teams[%d].name: empty", i))
+		case t.Name == Unassigned:
+			errs = append(errs, fmt.Errorf("teams[%d].name: %q is reserved for what no team claims", i, Unassigned))
+		case seen[t.Name]:
+			errs = append(errs, fmt.Errorf("teams[%d].name: %q appears twice", i, t.Name))
+		}
+		seen[t.Name] = true
+		for _, p := range append(append([]string{}, t.Repos...), t.Services...) {
+			if !doublestar.ValidatePattern(p) {
+				errs = append(errs, fmt.Errorf("teams[%d] (%s): bad glob %q", i, t.Name, p))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ClickHouseDSN is a parsed clickhouse://host:port/database address.
+type ClickHouseDSN struct {
+	Addr     string
+	Database string
+	User     string
+	Password string
+}
+
+// ParseClickHouseDSN parses clickhouse://[user[:password]@]host:port/database.
+func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn: %w", err)
+	}
+	if u.Scheme != "clickhouse" || u.Host == "" {
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: want clickhouse://host:port/database", dsn)
+	}
+	db := strings.Trim(u.Path, "/")
+	if db == "" {
+		db = "doraflow"
+	}
+	for _, r := range db {
+		if !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: database name %q may hold only letters, digits and _", dsn, db)
+		}
+	}
+	out := ClickHouseDSN{Addr: u.Host, Database: db, User: "default"}
+	if u.User != nil {
+		out.User = u.User.Username()
+		out.Password, _ = u.User.Password()
+	}
+	return out, nil
+}
+
+// IsProduction reports whether env names a production environment
+// (case-insensitive).
+func (c *Config) IsProduction(env string) bool {
+	for _, p := range c.Environments.Production {
+		if strings.EqualFold(p, env) {
+			return true
+		}
+	}
+	return false
+}
+
+// TeamOfRepo is the team that owns repo (first match in file order).
+func (c *Config) TeamOfRepo(repo string) string {
+	return c.match(repo, func(t Team) []string { return t.Repos })
+}
+
+// TeamOfService is the team that owns an incident-side service. A service
+// named like a repository that no services glob claims belongs to that
+// repository's team (incidents raised as Git host issues use the repo as the
+// service).
+func (c *Config) TeamOfService(service string) string {
+	if t := c.match(service, func(t Team) []string { return t.Services }); t != Unassigned {
+		return t
+	}
+	return c.TeamOfRepo(service)
+}
+
+func (c *Config) match(name string, patterns func(Team) []string) string {
+	for _, t := range c.Teams {
+		for _, p := range patterns(t) {
+			if ok, _ := doublestar.Match(p, name); ok {
+				return t.Name
+			}
+		}
+	}
+	return Unassigned
+}

@@ -1,0 +1,81 @@
+// Package telemetry holds doraflow's Prometheus metrics, registered on a
+// registry the caller owns (no global state).
+package telemetry
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the counters and gauges every component reports to.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Collectors.
+	Requests        *prometheus.CounterVec // source, event, code
+	Ignored         *prometheus.CounterVec // source, event, reason
+	Published       *prometheus.CounterVec // source, type
+	RequestDuration *prometheus.HistogramVec
+
+	// Processor.
+	Processed      *prometheus.CounterVec // type
+	FactsWritten   *prometheus.CounterVec // table
+	ProcessingLag  prometheus.Gauge
+	Errors         *prometheus.CounterVec // component, kind
+	Approximations *prometheus.CounterVec // reason
+	DeadLettered   *prometheus.CounterVec // reason
+}
+
+// New registers doraflow's metrics (and the Go and process collectors) on a
+// fresh registry.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		Registry: reg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_webhook_requests_total",
+			Help: "Webhook requests answered, by source, event type and HTTP status code.",
+		}, []string{"source", "event", "code"}),
+		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_webhook_ignored_total",
+			Help: "Webhook deliveries answered 2xx but not used (unknown event type, not relevant), by reason.",
+		}, []string{"source", "event", "reason"}),
+		Published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_events_published_total",
+			Help: "Canonical events acknowledged by JetStream, by source and type.",
+		}, []string{"source", "type"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "doraflow_webhook_request_duration_seconds",
+			Help:    "Time to answer a webhook, publish acknowledgements included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"source"}),
+		Processed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_events_processed_total",
+			Help: "Canonical events folded into the correlation state and acknowledged, by type.",
+		}, []string{"type"}),
+		FactsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_facts_written_total",
+			Help: "Fact rows written to ClickHouse, by table.",
+		}, []string{"table"}),
+		ProcessingLag: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doraflow_processing_lag_seconds",
+			Help: "Time between an event's publication and the write of its facts, for the last batch.",
+		}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_errors_total",
+			Help: "Errors by component and kind.",
+		}, []string{"component", "kind"}),
+		Approximations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_approximate_changes_total",
+			Help: "Deployments whose changes could not be computed exactly (gap in the push chain), by reason.",
+		}, []string{"reason"}),
+		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_dead_lettered_total",
+			Help: "Messages moved to the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(m.Requests, m.Ignored, m.Published, m.RequestDuration, m.Processed,
+		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximations, m.DeadLettered)
+	return m
+}

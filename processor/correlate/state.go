@@ -1,0 +1,274 @@
+package correlate
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/doraflow/doraflow/pkg/event"
+)
+
+// Config is what correlation needs from the configuration.
+type Config struct {
+	IsProduction  func(environment string) bool
+	TeamOfRepo    func(repo string) string
+	TeamOfService func(service string) string
+	// Lookback bounds heuristic incident attribution.
+	Lookback time.Duration
+}
+
+// State is the correlation state: every event folded so far, and the facts
+// last handed out, so that Flush returns only what changed.
+type State struct {
+	cfg       Config
+	seen      map[string]bool
+	repos     map[string]*repoState
+	incidents map[string]*incidentState
+
+	dirty     map[string]bool // repos whose facts must be recomputed
+	incDirty  bool            // incident attribution must be recomputed
+	computed  map[string]*repoFacts
+	attrib    map[string]IncidentFact
+	emitted   emitted
+	approxLog map[DeploymentKey]bool
+}
+
+type emitted struct {
+	deployments map[DeploymentKey]DeploymentFact
+	changes     map[ChangeKey]ChangeFact
+	incidents   map[string]IncidentFact
+}
+
+// New returns an empty state.
+func New(cfg Config) *State {
+	return &State{
+		cfg:       cfg,
+		seen:      map[string]bool{},
+		repos:     map[string]*repoState{},
+		incidents: map[string]*incidentState{},
+		dirty:     map[string]bool{},
+		computed:  map[string]*repoFacts{},
+		attrib:    map[string]IncidentFact{},
+		emitted: emitted{
+			deployments: map[DeploymentKey]DeploymentFact{},
+			changes:     map[ChangeKey]ChangeFact{},
+			incidents:   map[string]IncidentFact{},
+		},
+		approxLog: map[DeploymentKey]bool{},
+	}
+}
+
+// Seen reports whether an event with this id was folded already.
+func (s *State) Seen(id string) bool { return s.seen[id] }
+
+// Apply folds one event into the state. It returns false for an event seen
+// before (a duplicate), which changes nothing.
+func (s *State) Apply(e event.Event) bool {
+	if s.seen[e.ID] || e.Validate() != nil {
+		return false
+	}
+	s.seen[e.ID] = true
+	switch e.Type {
+	case event.TypePush:
+		s.repo(e.Repo).applyPush(e.Push)
+		s.dirty[e.Repo] = true
+	case event.TypeMerge:
+		s.repo(e.Repo).applyMerge(*e.Merge)
+		s.dirty[e.Repo] = true
+	case event.TypeDeployment:
+		s.repo(e.Repo).applyDeployment(e)
+		s.dirty[e.Repo] = true
+		s.incDirty = true
+	case event.TypeIncident:
+		inc := s.incidents[e.Incident.ID]
+		if inc == nil {
+			inc = &incidentState{}
+			s.incidents[e.Incident.ID] = inc
+		}
+		inc.apply(e)
+		s.incDirty = true
+	}
+	return true
+}
+
+func (s *State) repo(name string) *repoState {
+	r := s.repos[name]
+	if r == nil {
+		r = newRepoState(name)
+		s.repos[name] = r
+	}
+	return r
+}
+
+// Remember tells the state which facts are already stored (after a restart),
+// so the next Flush writes only what differs and retracts what moved.
+func (s *State) Remember(f Facts) {
+	for _, r := range f.Deployments {
+		if r.Live {
+			s.emitted.deployments[r.Fact.Key()] = r.Fact
+		}
+	}
+	for _, r := range f.Changes {
+		if r.Live {
+			s.emitted.changes[r.Fact.Key()] = r.Fact
+		}
+	}
+	for _, r := range f.Incidents {
+		if r.Live {
+			s.emitted.incidents[r.Fact.ID] = r.Fact
+		}
+	}
+}
+
+// Flush recomputes the facts that the events folded since the last Flush can
+// have changed, and returns the rows to write: new or changed facts, and
+// tombstones for facts that vanished or whose time moved (so that a query
+// over the old time no longer sees them). The caller must write them before
+// it acknowledges the events.
+func (s *State) Flush() Facts {
+	var out Facts
+	affected := map[string]bool{}
+	for name := range s.dirty {
+		s.computed[name] = s.repos[name].compute(s.cfg)
+		affected[name] = true
+	}
+	clear(s.dirty)
+	if s.incDirty || len(affected) > 0 {
+		attrib := s.attributeIncidents()
+		for id, f := range attrib {
+			if old, ok := s.attrib[id]; !ok || !sameIncident(old, f) {
+				affected[old.DeploymentRepo] = true
+				affected[f.DeploymentRepo] = true
+			}
+		}
+		for id, old := range s.attrib {
+			if _, ok := attrib[id]; !ok {
+				affected[old.DeploymentRepo] = true
+			}
+		}
+		s.attrib = attrib
+		s.incDirty = false
+		out.Incidents = diff(s.emitted.incidents, s.attrib, func(f IncidentFact) string { return f.ID },
+			sameIncident, func(a, b IncidentFact) bool { return a.OpenedAt.Equal(b.OpenedAt) })
+	}
+	for _, name := range sortedKeys(affected) {
+		rf := s.computed[name]
+		if rf == nil {
+			continue
+		}
+		deps := s.deploymentFacts(name, rf)
+		cur := map[DeploymentKey]DeploymentFact{}
+		for _, d := range deps {
+			cur[d.Key()] = d
+		}
+		old := map[DeploymentKey]DeploymentFact{}
+		for k, v := range s.emitted.deployments {
+			if k.Repo == name {
+				old[k] = v
+			}
+		}
+		rows := diff(old, cur, DeploymentFact.Key, sameDeployment,
+			func(a, b DeploymentFact) bool { return a.FinishedAt.Equal(b.FinishedAt) })
+		applyRows(s.emitted.deployments, rows, DeploymentFact.Key, cur)
+		out.Deployments = append(out.Deployments, rows...)
+
+		oldC := map[ChangeKey]ChangeFact{}
+		for k, v := range s.emitted.changes {
+			if k.Repo == name {
+				oldC[k] = v
+			}
+		}
+		crows := diff(oldC, rf.changes, ChangeFact.Key, func(a, b ChangeFact) bool { return a == b },
+			func(a, b ChangeFact) bool { return a.DeployedAt.Equal(b.DeployedAt) })
+		applyRows(s.emitted.changes, crows, ChangeFact.Key, rf.changes)
+		out.Changes = append(out.Changes, crows...)
+	}
+	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID }, s.attrib)
+	return out
+}
+
+// applyRows records written rows as emitted.
+func applyRows[K comparable, F any](emitted map[K]F, rows []Row[F], key func(F) K, cur map[K]F) {
+	for _, r := range rows {
+		k := key(r.Fact)
+		if r.Live {
+			emitted[k] = r.Fact
+		} else if _, ok := cur[k]; !ok {
+			delete(emitted, k)
+		}
+	}
+}
+
+// diff compares what was emitted with what holds now. A fact whose time
+// moved gets a tombstone at the old time besides the new row.
+func diff[K comparable, F any](old, cur map[K]F, key func(F) K, same func(a, b F) bool, sameTime func(a, b F) bool) []Row[F] {
+	var rows []Row[F]
+	for _, k := range sortedAnyKeys(cur) {
+		f := cur[k]
+		o, ok := old[k]
+		if ok && same(o, f) {
+			continue
+		}
+		if ok && !sameTime(o, f) {
+			rows = append(rows, Row[F]{Fact: o, Live: false})
+		}
+		rows = append(rows, Row[F]{Fact: f, Live: true})
+	}
+	for _, k := range sortedAnyKeys(old) {
+		if _, ok := cur[k]; !ok {
+			rows = append(rows, Row[F]{Fact: old[k], Live: false})
+		}
+	}
+	return rows
+}
+
+func sameIncident(a, b IncidentFact) bool {
+	return a.ID == b.ID && a.Source == b.Source && a.Service == b.Service && a.Repo == b.Repo &&
+		a.OpenedAt.Equal(b.OpenedAt) && sameTimePtr(a.ResolvedAt, b.ResolvedAt) &&
+		a.DeploymentRepo == b.DeploymentRepo && a.DeploymentID == b.DeploymentID && a.Attribution == b.Attribution
+}
+
+func sameDeployment(a, b DeploymentFact) bool {
+	ra, rb := a.RecoveredAt, b.RecoveredAt
+	a.RecoveredAt, b.RecoveredAt = nil, nil
+	return a == b && sameTimePtr(ra, rb)
+}
+
+func sameTimePtr(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
+
+func sortedKeys(m map[string]bool) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// sortedAnyKeys orders map keys by their printed form, so output order is
+// deterministic for any comparable key.
+func sortedAnyKeys[K comparable, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b K) int { return cmp.Compare(keyString(a), keyString(b)) })
+	return keys
+}
+
+func keyString(k any) string {
+	switch k := k.(type) {
+	case string:
+		return k
+	case DeploymentKey:
+		return k.Repo + "\x00" + k.ID
+	case ChangeKey:
+		return k.Repo + "\x00" + k.SHA
+	}
+	panic("correlate: unexpected key type") // only the three fact keys are used
+}

@@ -1,0 +1,325 @@
+// Package processor runs the correlation against the bus: it fetches
+// canonical events from JetStream in batches, folds them into the
+// correlation state, writes the facts that changed in one batch per table,
+// and only then acknowledges the messages.
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/event"
+	"github.com/doraflow/doraflow/pkg/telemetry"
+	"github.com/doraflow/doraflow/processor/correlate"
+)
+
+// Store is where facts go.
+type Store interface {
+	// Write inserts fact rows at a version, idempotently.
+	Write(ctx context.Context, f correlate.Facts, version uint64) error
+	// WriteTeams records the team of each entity ("repo:…", "service:…").
+	WriteTeams(ctx context.Context, teams map[string]string, version uint64) error
+	// Facts are the facts stored now (latest live versions).
+	Facts(ctx context.Context) (correlate.Facts, error)
+	// Entities are every repository and service the stored facts mention.
+	Entities(ctx context.Context) ([]string, error)
+}
+
+// Options tune the processor.
+type Options struct {
+	Correlate     correlate.Config
+	BatchSize     int
+	FlushInterval time.Duration
+	// Consumer is the durable consumer's name.
+	Consumer string
+}
+
+// Processor is the stream processor.
+type Processor struct {
+	js      jetstream.JetStream
+	store   Store
+	opts    Options
+	state   *correlate.State
+	metrics *telemetry.Metrics
+	logger  *slog.Logger
+
+	lastVersion uint64
+	mapped      map[string]bool // entities whose team is written
+	ready       chan struct{}
+}
+
+// New returns a processor; Run starts it.
+func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Processor {
+	if opts.Consumer == "" {
+		opts.Consumer = "doraflow-processor"
+	}
+	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
+		logger: logger.With("component", "processor"), mapped: map[string]bool{}, ready: make(chan struct{})}
+}
+
+// Ready is closed once the processor has rebuilt its state and consumes.
+func (p *Processor) Ready() <-chan struct{} { return p.ready }
+
+// Run processes events until ctx is done.
+func (p *Processor) Run(ctx context.Context) error {
+	start := time.Now()
+	stored, err := p.store.Facts(ctx)
+	if err != nil {
+		return fmt.Errorf("processor: load stored facts: %w", err)
+	}
+	p.state.Remember(stored)
+	folded, err := p.rebuild(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.refreshTeams(ctx); err != nil {
+		return err
+	}
+	// Facts of events folded but not yet written when the last run stopped.
+	if err := p.write(ctx, p.state.Flush()); err != nil {
+		return err
+	}
+	p.logger.Info("state rebuilt", "events", folded, "stored_facts", stored.Len(), "took", time.Since(start).Round(time.Millisecond))
+
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
+		Durable:       p.opts.Consumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       2 * time.Minute,
+		MaxAckPending: max(p.opts.BatchSize*2, 1000),
+		FilterSubject: bus.EventSubjects,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("processor: consumer: %w", err)
+	}
+	close(p.ready)
+	for ctx.Err() == nil {
+		if err := p.batch(ctx, cons); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			p.metrics.Errors.WithLabelValues("processor", "fetch").Inc()
+			p.logger.Warn("fetch failed", "err", err)
+			sleep(ctx, time.Second)
+		}
+	}
+	return nil
+}
+
+// rebuild folds every event in the stream into the state, without writing.
+func (p *Processor) rebuild(ctx context.Context) (int, error) {
+	stream, err := p.js.Stream(ctx, bus.EventStream)
+	if err != nil {
+		return 0, fmt.Errorf("processor: stream: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("processor: stream info: %w", err)
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventSubjects}})
+	if err != nil {
+		return 0, fmt.Errorf("processor: rebuild consumer: %w", err)
+	}
+	n := 0
+	for {
+		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return n, fmt.Errorf("processor: rebuild: %w", err)
+		}
+		var seq uint64
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return n, fmt.Errorf("processor: rebuild: %w", err)
+			}
+			seq = meta.Sequence.Stream
+			if e, err := decode(m.Data()); err == nil {
+				p.state.Apply(e)
+				n++
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return n, fmt.Errorf("processor: rebuild: %w", err)
+		}
+		if seq >= last || seq == 0 {
+			return n, nil
+		}
+	}
+}
+
+// batch fetches up to BatchSize messages (waiting at most FlushInterval),
+// folds them, writes what changed and acknowledges them.
+func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
+	msgs, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(p.opts.FlushInterval))
+	if err != nil {
+		return err
+	}
+	var got []jetstream.Msg
+	var newest time.Time
+	for m := range msgs.Messages() {
+		got = append(got, m)
+		e, err := decode(m.Data())
+		if err != nil {
+			// Collectors validate before publishing, so this is a message
+			// from elsewhere that will never parse: drop it, loudly.
+			p.metrics.DeadLettered.WithLabelValues("undecodable").Inc()
+			p.logger.Error("undecodable event dropped", "subject", m.Subject(), "err", err)
+			_ = m.Term()
+			continue
+		}
+		if p.state.Apply(e) {
+			p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
+		}
+		if meta, err := m.Metadata(); err == nil && meta.Timestamp.After(newest) {
+			newest = meta.Timestamp
+		}
+	}
+	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+		p.logger.Debug("fetch ended", "err", err)
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	if err := p.write(ctx, p.state.Flush()); err != nil {
+		return err // not acknowledged: redelivered after the ack wait
+	}
+	for _, m := range got {
+		if err := m.Ack(); err != nil {
+			p.logger.Warn("ack failed; the event will be redelivered and dropped as a duplicate", "err", err)
+		}
+	}
+	if !newest.IsZero() {
+		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
+	}
+	return nil
+}
+
+// write stores the facts and the teams of new entities, retrying with
+// backoff while the store is down (the messages stay unacknowledged).
+func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
+	if f.Len() == 0 {
+		return nil
+	}
+	version := p.nextVersion()
+	teams := p.newEntities(f)
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		if err := p.store.Write(ctx, f, version); err != nil {
+			p.metrics.Errors.WithLabelValues("processor", "write").Inc()
+			p.logger.Warn("write failed; retrying", "rows", f.Len(), "err", err)
+			return struct{}{}, err
+		}
+		if err := p.store.WriteTeams(ctx, teams, version); err != nil {
+			p.metrics.Errors.WithLabelValues("processor", "write").Inc()
+			return struct{}{}, err
+		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("processor: write: %w", err)
+	}
+	for e := range teams {
+		p.mapped[e] = true
+	}
+	p.metrics.FactsWritten.WithLabelValues("deployments").Add(float64(len(f.Deployments)))
+	p.metrics.FactsWritten.WithLabelValues("changes").Add(float64(len(f.Changes)))
+	p.metrics.FactsWritten.WithLabelValues("incidents").Add(float64(len(f.Incidents)))
+	return nil
+}
+
+func (p *Processor) newEntities(f correlate.Facts) map[string]string {
+	repos, services := f.Entities()
+	out := map[string]string{}
+	for _, r := range repos {
+		if e := "repo:" + r; !p.mapped[e] {
+			out[e] = p.opts.Correlate.TeamOfRepo(r)
+		}
+	}
+	for _, s := range services {
+		if e := "service:" + s; !p.mapped[e] {
+			out[e] = p.opts.Correlate.TeamOfService(s)
+		}
+	}
+	return out
+}
+
+// refreshTeams rewrites the team of every stored entity from the current
+// configuration: a changed team mapping re-attributes all history.
+func (p *Processor) refreshTeams(ctx context.Context) error {
+	entities, err := p.store.Entities(ctx)
+	if err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	teams := map[string]string{}
+	for _, e := range entities {
+		switch {
+		case len(e) > 5 && e[:5] == "repo:":
+			teams[e] = p.opts.Correlate.TeamOfRepo(e[5:])
+		case len(e) > 8 && e[:8] == "service:":
+			teams[e] = p.opts.Correlate.TeamOfService(e[8:])
+		}
+	}
+	if err := p.store.WriteTeams(ctx, teams, p.nextVersion()); err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	for e := range teams {
+		p.mapped[e] = true
+	}
+	return nil
+}
+
+// nextVersion is a wall-clock version, strictly increasing in this process,
+// so a restarted processor's rows replace its predecessor's.
+func (p *Processor) nextVersion() uint64 {
+	v := uint64(time.Now().UnixNano())
+	if v <= p.lastVersion {
+		v = p.lastVersion + 1
+	}
+	p.lastVersion = v
+	return v
+}
+
+// Idle reports whether every event on the bus has been processed and
+// acknowledged.
+func (p *Processor) Idle(ctx context.Context) (bool, error) {
+	cons, err := p.js.Consumer(ctx, bus.EventStream, p.opts.Consumer)
+	if err != nil {
+		return false, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.NumAckPending == 0, nil
+}
+
+func decode(data []byte) (event.Event, error) {
+	var e event.Event
+	if err := json.Unmarshal(data, &e); err != nil {
+		return e, fmt.Errorf("decode event: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
