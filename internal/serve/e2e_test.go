@@ -110,7 +110,7 @@ func scenario() []githubtest.Delivery {
 	}
 }
 
-func f(v float64) *float64 { return &v }
+func f(v float64) *float64        { return &v }
 func tier(t dora.Tier) *dora.Tier { return &t }
 
 // expected metrics over [day 1, day 11), computed by hand:
