@@ -272,3 +272,19 @@ func keyString(k any) string {
 	}
 	panic("correlate: unexpected key type") // only the three fact keys are used
 }
+
+// Current is every fact as last handed out by Flush, in key order: what the
+// store holds once those rows are written.
+func (s *State) Current() Facts {
+	var out Facts
+	for _, k := range sortedAnyKeys(s.emitted.deployments) {
+		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: s.emitted.deployments[k], Live: true})
+	}
+	for _, k := range sortedAnyKeys(s.emitted.changes) {
+		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: s.emitted.changes[k], Live: true})
+	}
+	for _, k := range sortedAnyKeys(s.emitted.incidents) {
+		out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: s.emitted.incidents[k], Live: true})
+	}
+	return out
+}
