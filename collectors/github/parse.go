@@ -149,6 +149,9 @@ func parseDeploymentStatus(p *gh.DeploymentStatusEvent) ([]event.Event, error) {
 		return nil, err
 	}
 	st := p.GetDeploymentStatus()
+	if st == nil {
+		return nil, fmt.Errorf("deployment_status missing")
+	}
 	status, ok := deploymentStates[st.GetState()]
 	if !ok {
 		return nil, webhook.Ignored("deployment state not an outcome")
@@ -176,6 +179,9 @@ func parseDeploymentStatus(p *gh.DeploymentStatusEvent) ([]event.Event, error) {
 
 func parsePullRequest(p *gh.PullRequestEvent) ([]event.Event, error) {
 	pr := p.GetPullRequest()
+	if pr == nil {
+		return nil, fmt.Errorf("pull_request missing")
+	}
 	if p.GetAction() != "closed" || !pr.GetMerged() {
 		return nil, webhook.Ignored("pull request not merged")
 	}
@@ -215,6 +221,9 @@ func (s *Source) isIncidentLabel(name string) bool {
 // incident. Removing the label (or deleting the issue) withdraws it.
 func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 	issue := p.GetIssue()
+	if issue == nil {
+		return nil, fmt.Errorf("issue missing")
+	}
 	labelled := false
 	for _, l := range issue.Labels {
 		if s.isIncidentLabel(l.GetName()) {
