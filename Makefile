@@ -37,7 +37,11 @@ clickhouse:
 clickhouse-stop:
 	bash scripts/clickhouse.sh stop $(abspath $(DATA_DIR))/clickhouse
 
+# Each run starts from an empty bus and database, so re-running shows the
+# same kind of table rather than two histories on top of each other.
 demo: build clickhouse
+	rm -rf $(DATA_DIR)/demo
+	clickhouse-client --port $(CH_TCP) -q 'DROP DATABASE IF EXISTS doraflow_demo'
 	DORAFLOW_CLICKHOUSE_DSN=clickhouse://127.0.0.1:$(CH_TCP)/doraflow_demo \
 	DORAFLOW_DATA_DIR=$(DATA_DIR)/demo \
 	DORAFLOW_LISTEN=$(DEMO_ADDR) \
