@@ -1,0 +1,102 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadAndValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		errs []string // each must appear in the error; none: valid
+	}{
+		{name: "empty file keeps the defaults", yaml: ""},
+		{name: "the README example", yaml: `
+teams:
+  - name: payments
+    repos: ["acme/payments-*", "acme/billing"]
+    services: ["payments-api"]
+environments:
+  production: ["production", "prod"]
+`},
+		{name: "unknown key", yaml: "teem: []\n", errs: []string{"field teem not found"}},
+		{name: "every problem at once", yaml: `
+teams:
+  - name: ""
+  - name: unassigned
+  - name: a
+    repos: ["acme/[x"]
+  - name: a
+environments:
+  production: []
+incident_lookback: -1h
+processor:
+  partitions: 0
+`, errs: []string{"teams[0].name: empty", `teams[1].name: "unassigned" is reserved`, `bad glob "acme/[x"`,
+			`teams[3].name: "a" appears twice`, "environments.production: empty", "incident_lookback: -1h0m0s",
+			"processor.partitions: 0"}},
+		{name: "environment overrides the file", yaml: "listen: ':1'\n",
+			env: map[string]string{"DORAFLOW_LISTEN": ":2", "DORAFLOW_CLICKHOUSE_DSN": "http://x"},
+			errs: []string{`clickhouse_dsn "http://x": want clickhouse://host:port/database`}},
+		{name: "bad partitions variable", env: map[string]string{"DORAFLOW_PARTITIONS": "many"}, errs: []string{"DORAFLOW_PARTITIONS"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "doraflow.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Load(path, func(k string) string { return tc.env[k] })
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if len(tc.errs) == 0 {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, want := range tc.errs {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error lacks %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestTeamMatching(t *testing.T) {
+	cfg := Default()
+	cfg.Teams = []Team{
+		{Name: "payments", Repos: []string{"acme/payments-*", "acme/billing"}, Services: []string{"payments-api"}},
+		{Name: "platform", Repos: []string{"acme/**"}},
+	}
+	cases := []struct{ kind, name, team string }{
+		{"repo", "acme/payments-api", "payments"},
+		{"repo", "acme/billing", "payments"},
+		{"repo", "acme/infra", "platform"}, // first match wins, in file order
+		{"repo", "other/x", Unassigned},
+		{"service", "payments-api", "payments"},
+		{"service", "acme/billing", "payments"}, // an issue-incident's service is its repo
+		{"service", "search", Unassigned},
+	}
+	for _, tc := range cases {
+		got := cfg.TeamOfRepo(tc.name)
+		if tc.kind == "service" {
+			got = cfg.TeamOfService(tc.name)
+		}
+		if got != tc.team {
+			t.Errorf("%s %s: team %q, want %q", tc.kind, tc.name, got, tc.team)
+		}
+	}
+	if !cfg.IsProduction("PROD") || cfg.IsProduction("staging") {
+		t.Error("production environments are matched case-insensitively")
+	}
+}
