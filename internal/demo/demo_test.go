@@ -451,15 +451,14 @@ func TestGenerateDefaults(t *testing.T) {
 // answers 503 to the first attempt of every fifth delivery, and drops the
 // connection on the first attempt of every seventh.
 type collector struct {
-	t        *testing.T
 	secret   string
 	mu       sync.Mutex
 	attempts map[string]int
 	accepted map[string]int
 }
 
-func newCollector(t *testing.T, secret string) *collector {
-	return &collector{t: t, secret: secret, attempts: map[string]int{}, accepted: map[string]int{}}
+func newCollector(secret string) *collector {
+	return &collector{secret: secret, attempts: map[string]int{}, accepted: map[string]int{}}
 }
 
 func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -514,7 +513,7 @@ func TestSendDeliversEachOnceDespiteRetries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hooks := tt.hooks
-			c := newCollector(t, "s3cret")
+			c := newCollector("s3cret")
 			srv := httptest.NewServer(c)
 			defer srv.Close()
 			var calls []int
@@ -531,6 +530,9 @@ func TestSendDeliversEachOnceDespiteRetries(t *testing.T) {
 			if len(calls) != len(hooks) || calls[len(calls)-1] != len(hooks) {
 				t.Fatalf("progress called %d times, last %v; want %d", len(calls), calls[len(calls)-1:], len(hooks))
 			}
+			srv.Close()
+			c.mu.Lock()
+			defer c.mu.Unlock()
 			retried := 0
 			for _, h := range hooks {
 				if c.accepted[h.Delivery] != 1 {
@@ -586,6 +588,9 @@ func TestSendFails(t *testing.T) {
 			if progressed != 0 {
 				t.Errorf("progress called %d times for failed deliveries", progressed)
 			}
+			srv.Close() // waits for handlers still running for cancelled requests
+			mu.Lock()
+			defer mu.Unlock()
 			for id, n := range requests {
 				if n > tt.attempt {
 					t.Errorf("delivery %s tried %d times, want at most %d", id, n, tt.attempt)
@@ -612,13 +617,16 @@ func TestSendStopsWhenCancelled(t *testing.T) {
 
 func TestSendWithBar(t *testing.T) {
 	hooks, _ := Generate(Options{Seed: 9, Days: 3, End: testEnd})
-	c := newCollector(t, "s3cret")
+	c := newCollector("s3cret")
 	srv := httptest.NewServer(c)
 	defer srv.Close()
 	var out bytes.Buffer
 	if err := SendWithBar(context.Background(), srv.Client(), srv.URL, "s3cret", hooks, 8, &out); err != nil {
 		t.Fatal(err)
 	}
+	srv.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	want := fmt.Sprintf("(%d/%d", len(hooks), len(hooks))
 	if !strings.Contains(out.String(), "sending webhooks") || !strings.Contains(out.String(), want) {
 		t.Fatalf("bar output %q lacks description or %q", out.String(), want)

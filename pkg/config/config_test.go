@@ -40,7 +40,7 @@ processor:
 			`teams[3].name: "a" appears twice`, "environments.production: empty", "incident_lookback: -1h0m0s",
 			"processor.partitions: 0"}},
 		{name: "environment overrides the file", yaml: "listen: ':1'\n",
-			env: map[string]string{"DORAFLOW_LISTEN": ":2", "DORAFLOW_CLICKHOUSE_DSN": "http://x"},
+			env:  map[string]string{"DORAFLOW_LISTEN": ":2", "DORAFLOW_CLICKHOUSE_DSN": "http://x"},
 			errs: []string{`clickhouse_dsn "http://x": want clickhouse://host:port/database`}},
 		{name: "bad partitions variable", env: map[string]string{"DORAFLOW_PARTITIONS": "many"}, errs: []string{"DORAFLOW_PARTITIONS"}},
 	}
