@@ -22,6 +22,16 @@ var errConfig = errors.New("configuration")
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "doraflow:", err)
+		if errors.Is(err, errConfig) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "doraflow",
 		Short:         "Live DORA metrics from webhooks: collectors → NATS JetStream → processor → ClickHouse",
@@ -30,13 +40,7 @@ func main() {
 	}
 	root.PersistentFlags().String("config", os.Getenv("DORAFLOW_CONFIG"), "YAML configuration file (env DORAFLOW_CONFIG)")
 	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd())
-	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "doraflow:", err)
-		if errors.Is(err, errConfig) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	return root
 }
 
 // loadConfig reads --config and the environment, and validates.

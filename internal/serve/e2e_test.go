@@ -14,6 +14,7 @@ import (
 	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
 	"github.com/doraflow/doraflow/pkg/dora"
 )
@@ -295,4 +296,40 @@ func TestBadInputChangesNothing(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// Collectors and processor as separate parts, sharing an external NATS.
+func TestSplitRoles(t *testing.T) {
+	ctx := context.Background()
+	nats, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nats.Close()
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	cfg.NATSURL = nats.ClientURL()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(collector)
+	proc, err := serve.Start(ctx, cfg, serve.RoleProcessor, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(proc)
+	for _, d := range scenario() {
+		post(t, collector, d)
+	}
+	// The processor serves no webhooks.
+	resp, err := http.Post("http://"+proc.Addr()+"/webhooks/github", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("processor role answered a webhook: %d", resp.StatusCode)
+	}
+	assertReport(t, reportOf(t, proc, cfg), expected())
 }
