@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/pkg/bus"
@@ -40,6 +43,10 @@ type Options struct {
 	FlushInterval time.Duration
 	// Consumer is the durable consumer's name.
 	Consumer string
+	// MaxDeliveries: a message delivered this often without being
+	// acknowledged (it crashed the processor each time, say) is moved to the
+	// dead-letter stream.
+	MaxDeliveries int
 }
 
 // Processor is the stream processor.
@@ -60,6 +67,9 @@ type Processor struct {
 func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Processor {
 	if opts.Consumer == "" {
 		opts.Consumer = "doraflow-processor"
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 5
 	}
 	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
 		logger: logger.With("component", "processor"), mapped: map[string]bool{}, ready: make(chan struct{})}
@@ -169,20 +179,26 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	var got []jetstream.Msg
 	var newest time.Time
 	for m := range msgs.Messages() {
-		got = append(got, m)
-		e, err := decode(m.Data())
+		meta, err := m.Metadata()
 		if err != nil {
-			// Collectors validate before publishing, so this is a message
-			// from elsewhere that will never parse: drop it, loudly.
-			p.metrics.DeadLettered.WithLabelValues("undecodable").Inc()
-			p.logger.Error("undecodable event dropped", "subject", m.Subject(), "err", err)
-			_ = m.Term()
+			return fmt.Errorf("processor: message metadata: %w", err)
+		}
+		if int(meta.NumDelivered) > p.opts.MaxDeliveries {
+			p.deadLetter(ctx, m, meta, "redelivered", fmt.Sprintf("delivered %d times without being processed", meta.NumDelivered))
 			continue
 		}
+		e, err := decode(m.Data())
+		if err != nil {
+			// Collectors validate before publishing, so this message comes
+			// from elsewhere and will never parse: set it aside.
+			p.deadLetter(ctx, m, meta, "undecodable", err.Error())
+			continue
+		}
+		got = append(got, m)
 		if p.state.Apply(e) {
 			p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
 		}
-		if meta, err := m.Metadata(); err == nil && meta.Timestamp.After(newest) {
+		if meta.Timestamp.After(newest) {
 			newest = meta.Timestamp
 		}
 	}
@@ -195,6 +211,7 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	if err := p.write(ctx, p.state.Flush()); err != nil {
 		return err // not acknowledged: redelivered after the ack wait
 	}
+	p.metrics.Approximate.Set(float64(p.state.Approximate()))
 	for _, m := range got {
 		if err := m.Ack(); err != nil {
 			p.logger.Warn("ack failed; the event will be redelivered and dropped as a duplicate", "err", err)
@@ -204,6 +221,28 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
 	return nil
+}
+
+// deadLetter moves a message the processor cannot use to the dead-letter
+// stream, with the reason, and terminates its delivery. If the dead-letter
+// stream does not take it, the message stays unacknowledged and comes back.
+func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, kind, reason string) {
+	dl := nats.NewMsg("doraflow.dlq." + strings.TrimPrefix(m.Subject(), "doraflow."))
+	dl.Data = m.Data()
+	for k, v := range m.Headers() {
+		dl.Header[k] = v
+	}
+	dl.Header.Del(nats.MsgIdHdr)
+	dl.Header.Set(bus.HeaderReason, reason)
+	dl.Header.Set(bus.HeaderOriginalSubject, m.Subject())
+	dl.Header.Set(bus.HeaderOriginalSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	if _, err := p.js.PublishMsg(ctx, dl); err != nil {
+		p.logger.Error("dead-letter publish failed; message left for redelivery", "subject", m.Subject(), "err", err)
+		return
+	}
+	_ = m.Term()
+	p.metrics.DeadLettered.WithLabelValues(kind).Inc()
+	p.logger.Error("message dead-lettered", "subject", m.Subject(), "seq", meta.Sequence.Stream, "reason", reason)
 }
 
 // write stores the facts and the teams of new entities, retrying with

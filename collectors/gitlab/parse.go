@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -50,7 +51,12 @@ func (s *Source) Parse(d webhook.Delivery) ([]event.Event, error) {
 		// ParseWebhook maps each type accepted above onto one of these.
 		return nil, fmt.Errorf("gitlab: parse %s: unexpected payload %T", d.Event, payload)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, webhook.ErrIgnored):
+		// Unwrapped: the plumbing takes the reason after "ignored: " as
+		// a metrics label, which must stay a short fixed phrase.
+		return nil, err
+	case err != nil:
 		return nil, fmt.Errorf("gitlab: parse %s: %w", d.Event, err)
 	}
 	return events, nil

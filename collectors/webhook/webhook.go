@@ -54,8 +54,17 @@ type Source interface {
 // ErrIgnored marks a delivery that is accepted (2xx) but not used.
 var ErrIgnored = errors.New("ignored")
 
-// Ignored wraps ErrIgnored with the reason, for metrics and the answer.
-func Ignored(reason string) error { return fmt.Errorf("%w: %s", ErrIgnored, reason) }
+// IgnoredError says why a delivery is not used. Reason is a short fixed
+// phrase: it becomes a metrics label.
+type IgnoredError struct{ Reason string }
+
+func (e *IgnoredError) Error() string { return "ignored: " + e.Reason }
+
+// Is makes errors.Is(err, ErrIgnored) hold.
+func (e *IgnoredError) Is(target error) bool { return target == ErrIgnored }
+
+// Ignored is the error a source returns for a delivery it does not use.
+func Ignored(reason string) error { return &IgnoredError{Reason: reason} }
 
 // Publisher publishes messages and returns once all are acknowledged.
 type Publisher interface {
@@ -175,11 +184,9 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 }
 
 func ignoreReason(err error) string {
-	// The reason after "ignored: " is a short fixed phrase chosen by the
-	// source, so it is safe as a label value.
-	const prefix = "ignored: "
-	if s := err.Error(); len(s) > len(prefix) {
-		return s[len(prefix):]
+	var ig *IgnoredError
+	if errors.As(err, &ig) {
+		return ig.Reason
 	}
 	return "ignored"
 }

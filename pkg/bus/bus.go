@@ -23,6 +23,10 @@ const (
 	RawSubjects   = "doraflow.raw.>"
 	EventStream   = "DORAFLOW_EVENTS"
 	EventSubjects = "doraflow.events.>"
+	// DeadLetterStream keeps messages the processor could not use, with the
+	// reason, for a person to look at (and replay after a fix).
+	DeadLetterStream   = "DORAFLOW_DLQ"
+	DeadLetterSubjects = "doraflow.dlq.>"
 
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	// Webhook senders retry within hours; beyond the window the processor's
@@ -36,6 +40,10 @@ const (
 	HeaderEvent      = "Doraflow-Event" // the source's own event name (raw archive)
 	HeaderDelivery   = "Doraflow-Delivery"
 	HeaderReceivedAt = "Doraflow-Received-At"
+	// On dead letters: why, and where the message came from.
+	HeaderReason          = "Doraflow-Reason"
+	HeaderOriginalSubject = "Doraflow-Original-Subject"
+	HeaderOriginalSeq     = "Doraflow-Original-Sequence"
 )
 
 // Options says where the bus is.
@@ -146,6 +154,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 			Subjects:    []string{EventSubjects},
 			Storage:     jetstream.FileStorage,
 			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			Name:        DeadLetterStream,
+			Description: "messages the processor could not use, with the reason",
+			Subjects:    []string{DeadLetterSubjects},
+			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		},
 	} {

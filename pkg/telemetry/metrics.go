@@ -22,7 +22,7 @@ type Metrics struct {
 	FactsWritten   *prometheus.CounterVec // table
 	ProcessingLag  prometheus.Gauge
 	Errors         *prometheus.CounterVec // component, kind
-	Approximations *prometheus.CounterVec // reason
+	Approximate    prometheus.Gauge
 	DeadLettered   *prometheus.CounterVec // reason
 }
 
@@ -66,16 +66,16 @@ func New() *Metrics {
 			Name: "doraflow_errors_total",
 			Help: "Errors by component and kind.",
 		}, []string{"component", "kind"}),
-		Approximations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "doraflow_approximate_changes_total",
-			Help: "Deployments whose changes could not be computed exactly (gap in the push chain), by reason.",
-		}, []string{"reason"}),
+		Approximate: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "doraflow_approximate_deployments",
+			Help: "Production deployments whose changes may be incomplete: the push chain to the previous deployment has a gap (missed webhook, force push, truncated push) that no compare API call filled.",
+		}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_dead_lettered_total",
 			Help: "Messages moved to the dead-letter stream, by reason.",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.Requests, m.Ignored, m.Published, m.RequestDuration, m.Processed,
-		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximations, m.DeadLettered)
+		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximate, m.DeadLettered)
 	return m
 }

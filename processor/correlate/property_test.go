@@ -105,6 +105,15 @@ func TestFactsIndependentOfArrival(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("facts differ\n in order: %q\n shuffled: %q", summary(want), summary(got))
 		}
+		approx := 0
+		for _, r := range got.Deployments {
+			if r.Fact.Production && r.Fact.Approximate {
+				approx++
+			}
+		}
+		if shuffled.Approximate() != approx {
+			t.Fatalf("approximate count %d, facts hold %d", shuffled.Approximate(), approx)
+		}
 		// The rows the flushes wrote, kept as ClickHouse keeps them (the
 		// latest row per key and time), hold exactly the current facts.
 		current := store{}

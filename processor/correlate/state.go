@@ -30,7 +30,9 @@ type State struct {
 	computed  map[string]*repoFacts
 	attrib    map[string]IncidentFact
 	emitted   emitted
-	approxLog map[DeploymentKey]bool
+	// approximate counts emitted production deployments whose changes may
+	// be incomplete (a gap in the push chain).
+	approximate int
 }
 
 type emitted struct {
@@ -54,7 +56,6 @@ func New(cfg Config) *State {
 			changes:     map[ChangeKey]ChangeFact{},
 			incidents:   map[string]IncidentFact{},
 		},
-		approxLog: map[DeploymentKey]bool{},
 	}
 }
 
@@ -106,6 +107,9 @@ func (s *State) Remember(f Facts) {
 	for _, r := range f.Deployments {
 		if r.Live {
 			s.emitted.deployments[r.Fact.Key()] = r.Fact
+			if r.Fact.Production && r.Fact.Approximate {
+				s.approximate++
+			}
 		}
 	}
 	for _, r := range f.Changes {
@@ -169,7 +173,9 @@ func (s *State) Flush() Facts {
 		}
 		rows := diff(old, cur, DeploymentFact.Key, sameDeployment,
 			func(a, b DeploymentFact) bool { return a.FinishedAt.Equal(b.FinishedAt) })
+		s.approximate -= s.countApproximate(rows)
 		applyRows(s.emitted.deployments, rows, DeploymentFact.Key, cur)
+		s.approximate += s.countApproximate(rows)
 		out.Deployments = append(out.Deployments, rows...)
 
 		oldC := map[ChangeKey]ChangeFact{}
@@ -272,6 +278,25 @@ func keyString(k any) string {
 	}
 	panic("correlate: unexpected key type") // only the three fact keys are used
 }
+
+// countApproximate counts the approximate production deployments among the
+// emitted facts that rows touch.
+func (s *State) countApproximate(rows []Row[DeploymentFact]) int {
+	n := 0
+	seen := map[DeploymentKey]bool{}
+	for _, r := range rows {
+		k := r.Fact.Key()
+		if f, ok := s.emitted.deployments[k]; ok && !seen[k] && f.Production && f.Approximate {
+			n++
+		}
+		seen[k] = true
+	}
+	return n
+}
+
+// Approximate is the number of production deployments whose changes may be
+// incomplete because the push chain had a gap.
+func (s *State) Approximate() int { return s.approximate }
 
 // Current is every fact as last handed out by Flush, in key order: what the
 // store holds once those rows are written.
