@@ -59,6 +59,10 @@ func (s *Source) Parse(d webhook.Delivery) ([]event.Event, error) {
 	if err := json.Unmarshal(d.Body, &p); err != nil {
 		return nil, fmt.Errorf("pagerduty: parse %s: %w", d.Event, err)
 	}
+	if p.Event.EventType != d.Event {
+		// Only possible when a raw delivery is replayed under another name.
+		return nil, fmt.Errorf("pagerduty: parse %s: body's event.event_type is %q", d.Event, p.Event.EventType)
+	}
 	e, err := snapshot(&p)
 	if err == nil {
 		// Checked here too, so that Parse alone promises a usable event
@@ -78,10 +82,6 @@ func snapshot(p *payload) (event.Event, error) {
 	ev := p.Event
 	inc := ev.Data
 	switch {
-	case ev.EventType != typeTriggered && ev.EventType != typeResolved && ev.EventType != typeReopened:
-		// The body disagrees with what Identify read from it: only possible
-		// for a delivery replayed with a wrong event name.
-		return event.Event{}, fmt.Errorf("event.event_type is %q", ev.EventType)
 	case !validID(ev.ID):
 		return event.Event{}, errors.New("event.id is missing or not printable")
 	case ev.OccurredAt.IsZero():

@@ -18,12 +18,12 @@ type Metrics struct {
 	RequestDuration *prometheus.HistogramVec
 
 	// Processor.
-	Processed      *prometheus.CounterVec // type
-	FactsWritten   *prometheus.CounterVec // table
-	ProcessingLag  prometheus.Gauge
-	Errors         *prometheus.CounterVec // component, kind
-	Approximate    prometheus.Gauge
-	DeadLettered   *prometheus.CounterVec // reason
+	Processed     *prometheus.CounterVec // type
+	FactsWritten  *prometheus.CounterVec // table
+	ProcessingLag prometheus.Gauge
+	Errors        *prometheus.CounterVec // component, kind
+	Approximate   prometheus.Gauge
+	DeadLettered  *prometheus.CounterVec // reason
 }
 
 // New registers doraflow's metrics (and the Go and process collectors) on a

@@ -25,11 +25,11 @@ type State struct {
 	repos     map[string]*repoState
 	incidents map[string]*incidentState
 
-	dirty     map[string]bool // repos whose facts must be recomputed
-	incDirty  bool            // incident attribution must be recomputed
-	computed  map[string]*repoFacts
-	attrib    map[string]IncidentFact
-	emitted   emitted
+	dirty    map[string]bool // repos whose facts must be recomputed
+	incDirty bool            // incident attribution must be recomputed
+	computed map[string]*repoFacts
+	attrib   map[string]IncidentFact
+	emitted  emitted
 	// approximate counts emitted production deployments whose changes may
 	// be incomplete (a gap in the push chain).
 	approximate int
