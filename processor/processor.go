@@ -264,7 +264,7 @@ func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
 			return struct{}{}, err
 		}
 		return struct{}{}, nil
-	}, backoff.WithBackOff(backoff.NewExponentialBackOff()), backoff.WithMaxElapsedTime(0))
+	}, backoff.WithBackOff(writeBackOff()), backoff.WithMaxElapsedTime(0))
 	if err != nil {
 		return fmt.Errorf("processor: write: %w", err)
 	}
@@ -275,6 +275,15 @@ func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
 	p.metrics.FactsWritten.WithLabelValues("changes").Add(float64(len(f.Changes)))
 	p.metrics.FactsWritten.WithLabelValues("incidents").Add(float64(len(f.Incidents)))
 	return nil
+}
+
+// writeBackOff retries a failed write from 100 ms up to every 5 s: a
+// returning ClickHouse is noticed within seconds.
+func writeBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	return b
 }
 
 func (p *Processor) newEntities(f correlate.Facts) map[string]string {

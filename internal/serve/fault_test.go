@@ -1,0 +1,137 @@
+package serve_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/config"
+)
+
+func metricsText(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// ClickHouse goes away while webhooks keep coming: the collectors still
+// accept them (the bus holds them), the processor acknowledges nothing it
+// could not write, and when ClickHouse returns it catches up to the same
+// numbers.
+func TestClickHouseOutageLosesNothing(t *testing.T) {
+	dsn := testenv.ClickHouse(t)
+	d, err := config.ParseClickHouseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, d.Addr)
+	cfg := testConfig(t, fmt.Sprintf("clickhouse://%s/%s", proxy.Addr(), d.Database))
+	srv := start(t, cfg)
+	defer stop(srv)
+	deliveries := scenario()
+	for _, dl := range deliveries[:8] {
+		post(t, srv, dl)
+	}
+	reportOf(t, srv, cfg)
+
+	proxy.Cut()
+	for _, dl := range deliveries[8:] {
+		post(t, srv, dl) // 2xx: the bus took them
+	}
+	resp, err := http.Get("http://" + srv.Addr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with ClickHouse down: %d", resp.StatusCode)
+	}
+	time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if idle, err := srv.Processor.Idle(ctx); err != nil || idle {
+		t.Fatalf("processor idle (%v, %v) although it could not write", idle, err)
+	}
+	if !strings.Contains(metricsText(t, srv.Addr()), `doraflow_errors_total{component="processor",kind="write"}`) {
+		t.Error("write failures not counted")
+	}
+
+	proxy.Restore()
+	assertReport(t, reportOf(t, srv, cfg), expected())
+}
+
+// A message the processor cannot use goes to the dead-letter stream with
+// the reason; the events around it are processed as usual.
+func TestPoisonMessageIsDeadLettered(t *testing.T) {
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	srv := start(t, cfg)
+	defer stop(srv)
+	deliveries := scenario()
+	for _, dl := range deliveries[:5] {
+		post(t, srv, dl)
+	}
+	ctx := context.Background()
+	poison := nats.NewMsg(bus.EventSubject(0, "deployment"))
+	poison.Data = []byte(`{"id": "x", "type": "deployment"`)
+	if _, err := srv.Bus.JS.PublishMsg(ctx, poison); err != nil {
+		t.Fatal(err)
+	}
+	for _, dl := range deliveries[5:] {
+		post(t, srv, dl)
+	}
+	assertReport(t, reportOf(t, srv, cfg), expected())
+
+	dlq, err := srv.Bus.JS.Stream(ctx, bus.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := dlq.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Data) != string(poison.Data) || !strings.Contains(msg.Header.Get(bus.HeaderReason), "decode event") ||
+		msg.Header.Get(bus.HeaderOriginalSubject) != poison.Subject {
+		t.Errorf("dead letter: %s %v", msg.Data, msg.Header)
+	}
+	if !strings.Contains(metricsText(t, srv.Addr()), `doraflow_dead_lettered_total{reason="undecodable"} 1`) {
+		t.Error("dead letter not counted in /metrics")
+	}
+}
+
+// Moving a repository to another team re-attributes its whole history
+// without reprocessing: the team is joined at query time.
+func TestTeamRemapReattributesHistory(t *testing.T) {
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	srv := start(t, cfg)
+	for _, dl := range scenario() {
+		post(t, srv, dl)
+	}
+	before := reportOf(t, srv, cfg)
+	stop(srv)
+
+	cfg.Teams[0].Repos = append(cfg.Teams[0].Repos, "acme/checkout") // payments takes checkout over
+	cfg.Teams = append(cfg.Teams[:1], cfg.Teams[2:]...)
+	srv = start(t, cfg)
+	defer stop(srv)
+	after := reportOf(t, srv, cfg)
+	pay := after.Teams[0]
+	if pay.Team != "payments" || pay.Deployments != 5 || pay.Changes != 6 || pay.Incidents != 1 || pay.FailedDeployments != 2 {
+		t.Errorf("payments after the remap: %+v", pay)
+	}
+	if after.Total.Deployments != before.Total.Deployments || *after.Total.LeadTimeMedianSeconds != *before.Total.LeadTimeMedianSeconds {
+		t.Errorf("totals changed: %+v vs %+v", after.Total, before.Total)
+	}
+}
