@@ -12,7 +12,13 @@ import (
 	"github.com/doraflow/doraflow/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.RunClickHouse(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(beMain) != "" {
+		main()
+		return
+	}
+	os.Exit(testenv.RunClickHouse(m))
+}
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
