@@ -9,9 +9,9 @@
 //   - Webhook URL: https://<your doraflow>/webhooks/opsgenie
 //   - Custom headers: add X-Doraflow-Token with the shared secret as its
 //     value (the header name is opsgenie.header in doraflow's config).
-//     Instead of a header, the secret may travel as HTTP basic auth: put it as
-//     the password in the URL, https://doraflow:<secret>@<your
-//     doraflow>/webhooks/opsgenie.
+//     doraflow also accepts the secret as the password of HTTP basic auth
+//     (Authorization: Basic, any user name), for a proxy in between that
+//     can only do that.
 //   - Leave "Add Alert Description/Details to Payload" as you like: doraflow
 //     does not read them.
 //   - Under "Opsgenie to Webhook", keep the action rules "Alert is created"

@@ -151,6 +151,10 @@ func TestIDs(t *testing.T) {
 	if a[0].ID == r[0].ID || a[0].Incident.ID != r[0].Incident.ID {
 		t.Errorf("triggered %s/%s vs resolved %s/%s", a[0].ID, a[0].Incident.ID, r[0].ID, r[0].Incident.ID)
 	}
+	// A body replayed under another event name is refused, not misread.
+	if _, err := s.Parse(webhook.Delivery{Event: "incident.resolved", Body: body}); err == nil || errors.Is(err, webhook.ErrIgnored) {
+		t.Errorf("mismatched event name: %v", err)
+	}
 }
 
 func TestAuthenticate(t *testing.T) {

@@ -16,7 +16,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/doraflow/doraflow/collectors/github"
 	"github.com/doraflow/doraflow/collectors/webhook"
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
@@ -156,15 +155,16 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
 		return bus.PublishAll(ctx, s.Bus.JS, msgs)
 	})
-	if s.cfg.GitHub.WebhookSecret == "" {
-		s.logger.Warn("github collector disabled: no webhook secret (set DORAFLOW_GITHUB_WEBHOOK_SECRET)")
-		return nil
-	}
-	src, err := github.New(github.Config{WebhookSecret: s.cfg.GitHub.WebhookSecret, IncidentLabels: s.cfg.GitHub.IncidentLabels})
+	routes, off, err := Sources(s.cfg)
 	if err != nil {
 		return err
 	}
-	mux.Handle("/webhooks/github", webhook.NewHandler(src, pub, opts, s.Metrics, s.logger))
+	for _, d := range off {
+		s.logger.Info("collector disabled: no secret configured (requests get 404)", "path", d.Path, "set", d.Setting)
+	}
+	for _, r := range routes {
+		mux.Handle(r.Path, webhook.NewHandler(r.Source, pub, opts, s.Metrics, s.logger))
+	}
 	return nil
 }
 

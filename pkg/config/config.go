@@ -25,7 +25,12 @@ type Config struct {
 	DataDir       string `yaml:"data_dir"`
 	ClickHouseDSN string `yaml:"clickhouse_dsn"`
 
-	GitHub GitHub `yaml:"github"`
+	GitHub    GitHub    `yaml:"github"`
+	GitLab    GitLab    `yaml:"gitlab"`
+	PagerDuty PagerDuty `yaml:"pagerduty"`
+	Opsgenie  Opsgenie  `yaml:"opsgenie"`
+	API       API       `yaml:"api"`
+	CDEvents  CDEvents  `yaml:"cdevents"`
 
 	Teams        []Team       `yaml:"teams"`
 	Environments Environments `yaml:"environments"`
@@ -43,6 +48,41 @@ type GitHub struct {
 	WebhookSecret string `yaml:"webhook_secret"`
 	// IncidentLabels mark an issue as an incident; default ["incident"].
 	IncidentLabels []string `yaml:"incident_labels"`
+}
+
+// GitLab configures the GitLab collector.
+type GitLab struct {
+	WebhookToken string `yaml:"webhook_token"`
+	// PipelineDeployments counts successful pipelines on the default branch
+	// as production deployments, for teams that deploy from pipelines.
+	PipelineDeployments bool `yaml:"pipeline_deployments"`
+}
+
+// PagerDuty configures the PagerDuty Webhooks v3 collector.
+type PagerDuty struct {
+	WebhookSecret string `yaml:"webhook_secret"`
+}
+
+// Opsgenie configures the Opsgenie webhook collector.
+type Opsgenie struct {
+	Secret string `yaml:"secret"`
+	// Header carrying the secret (default X-Doraflow-Token); basic auth
+	// with the secret as password works too.
+	Header string `yaml:"header"`
+	// Only alerts with one of these tags / priorities are incidents; empty
+	// means all.
+	Tags       []string `yaml:"tags"`
+	Priorities []string `yaml:"priorities"`
+}
+
+// API configures the generic deployments/incidents API.
+type API struct {
+	Token string `yaml:"token"`
+}
+
+// CDEvents configures the CDEvents (CloudEvents) collector.
+type CDEvents struct {
+	Token string `yaml:"token"`
 }
 
 // Team owns repositories (globs over owner/name) and incident-side services.
@@ -122,11 +162,16 @@ func Parse(raw []byte, cfg *Config) error {
 
 func (c *Config) applyEnv(getenv func(string) string) error {
 	str := map[string]*string{
-		"DORAFLOW_LISTEN":                &c.Listen,
-		"DORAFLOW_NATS_URL":              &c.NATSURL,
-		"DORAFLOW_DATA_DIR":              &c.DataDir,
-		"DORAFLOW_CLICKHOUSE_DSN":        &c.ClickHouseDSN,
-		"DORAFLOW_GITHUB_WEBHOOK_SECRET": &c.GitHub.WebhookSecret,
+		"DORAFLOW_LISTEN":                   &c.Listen,
+		"DORAFLOW_NATS_URL":                 &c.NATSURL,
+		"DORAFLOW_DATA_DIR":                 &c.DataDir,
+		"DORAFLOW_CLICKHOUSE_DSN":           &c.ClickHouseDSN,
+		"DORAFLOW_GITHUB_WEBHOOK_SECRET":    &c.GitHub.WebhookSecret,
+		"DORAFLOW_GITLAB_WEBHOOK_TOKEN":     &c.GitLab.WebhookToken,
+		"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET": &c.PagerDuty.WebhookSecret,
+		"DORAFLOW_OPSGENIE_SECRET":          &c.Opsgenie.Secret,
+		"DORAFLOW_API_TOKEN":                &c.API.Token,
+		"DORAFLOW_CDEVENTS_TOKEN":           &c.CDEvents.Token,
 	}
 	for name, dst := range str {
 		if v := getenv(name); v != "" {
