@@ -142,31 +142,43 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("processor: rebuild consumer: %w", err)
 	}
-	n := 0
-	for {
-		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(2*time.Second))
+	// Every event up to last must be folded before the state is compared
+	// with the stored facts: a partial state would retract facts whose
+	// events it has not seen yet. So an empty fetch is retried, not taken
+	// for the end.
+	n, seq, empty, pending := 0, uint64(0), 0, uint64(1)
+	// Stop at the last sequence, or when the consumer says nothing is left
+	// (the last message may have been removed since).
+	for seq < last && pending > 0 {
+		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return n, fmt.Errorf("processor: rebuild: %w", err)
 		}
-		var seq uint64
+		got := 0
 		for m := range batch.Messages() {
 			meta, err := m.Metadata()
 			if err != nil {
 				return n, fmt.Errorf("processor: rebuild: %w", err)
 			}
-			seq = meta.Sequence.Stream
+			seq, pending = meta.Sequence.Stream, meta.NumPending
+			got++
 			if e, err := decode(m.Data()); err == nil {
 				p.state.Apply(e)
 				n++
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return n, fmt.Errorf("processor: rebuild: %w", err)
 		}
-		if seq >= last || seq == 0 {
-			return n, nil
+		if got == 0 {
+			if empty++; empty == 30 || ctx.Err() != nil {
+				return n, fmt.Errorf("processor: rebuild stalled at sequence %d of %d", seq, last)
+			}
+			continue
 		}
+		empty = 0
 	}
+	return n, nil
 }
 
 // batch fetches up to BatchSize messages (waiting at most FlushInterval),
