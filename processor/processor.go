@@ -78,26 +78,46 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 // Ready is closed once the processor has rebuilt its state and consumes.
 func (p *Processor) Ready() <-chan struct{} { return p.ready }
 
-// Run processes events until ctx is done.
-func (p *Processor) Run(ctx context.Context) error {
+// Rebuild makes the stored facts match the event stream: it reads what is
+// stored, folds every event on the stream, and writes the difference (new
+// facts, changed ones, tombstones for those that no longer hold). Run does
+// it at start; replay does it after re-deriving the stream.
+func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
 	stored, err := p.store.Facts(ctx)
 	if err != nil {
-		return fmt.Errorf("processor: load stored facts: %w", err)
+		return RebuildStats{}, fmt.Errorf("processor: load stored facts: %w", err)
 	}
 	p.state.Remember(stored)
 	folded, err := p.rebuild(ctx)
 	if err != nil {
-		return err
+		return RebuildStats{}, err
 	}
 	if err := p.refreshTeams(ctx); err != nil {
-		return err
+		return RebuildStats{}, err
 	}
 	// Facts of events folded but not yet written when the last run stopped.
-	if err := p.write(ctx, p.state.Flush()); err != nil {
+	changed := p.state.Flush()
+	if err := p.write(ctx, changed); err != nil {
+		return RebuildStats{}, err
+	}
+	return RebuildStats{Events: folded, Stored: stored.Len(), Written: changed.Len(), Took: time.Since(start)}, nil
+}
+
+// RebuildStats says what a Rebuild did.
+type RebuildStats struct {
+	Events, Stored, Written int
+	Took                    time.Duration
+}
+
+// Run processes events until ctx is done.
+func (p *Processor) Run(ctx context.Context) error {
+	stats, err := p.Rebuild(ctx)
+	if err != nil {
 		return err
 	}
-	p.logger.Info("state rebuilt", "events", folded, "stored_facts", stored.Len(), "took", time.Since(start).Round(time.Millisecond))
+	p.logger.Info("state rebuilt", "events", stats.Events, "stored_facts", stats.Stored,
+		"rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
 
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
 		Durable:       p.opts.Consumer,
@@ -146,11 +166,14 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 	// with the stored facts: a partial state would retract facts whose
 	// events it has not seen yet. So an empty fetch is retried, not taken
 	// for the end.
-	n, seq, empty, pending := 0, uint64(0), 0, uint64(1)
+	n, seq, pending := 0, uint64(0), uint64(1)
+	progressed := time.Now()
 	// Stop at the last sequence, or when the consumer says nothing is left
 	// (the last message may have been removed since).
 	for seq < last && pending > 0 {
-		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(time.Second))
+		// A short wait: Fetch returns early only with a full batch, and the
+		// tail of the stream rarely fills one.
+		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(50*time.Millisecond))
 		if err != nil {
 			return n, fmt.Errorf("processor: rebuild: %w", err)
 		}
@@ -170,13 +193,11 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
 			return n, fmt.Errorf("processor: rebuild: %w", err)
 		}
-		if got == 0 {
-			if empty++; empty == 30 || ctx.Err() != nil {
-				return n, fmt.Errorf("processor: rebuild stalled at sequence %d of %d", seq, last)
-			}
-			continue
+		if got > 0 {
+			progressed = time.Now()
+		} else if time.Since(progressed) > 30*time.Second || ctx.Err() != nil {
+			return n, fmt.Errorf("processor: rebuild stalled at sequence %d of %d", seq, last)
 		}
-		empty = 0
 	}
 	return n, nil
 }

@@ -39,7 +39,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", os.Getenv("DORAFLOW_CONFIG"), "YAML configuration file (env DORAFLOW_CONFIG)")
-	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd())
+	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd())
 	return root
 }
 

@@ -227,21 +227,30 @@ func Messages(d Delivery, events []event.Event, partitions int) ([]*nats.Msg, er
 		}
 	}
 	msgs := []*nats.Msg{raw}
-	for i := range events {
-		e := &events[i]
-		data, err := json.Marshal(e)
+	for _, e := range events {
+		m, err := EventMessage(e, d.ID, d.ReceivedAt, partitions)
 		if err != nil {
-			return nil, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+			return nil, err
 		}
-		m := nats.NewMsg(bus.EventSubject(event.Partition(e.Key(), partitions), string(e.Type)))
-		m.Data = data
-		m.Header.Set(nats.MsgIdHdr, e.ID)
-		m.Header.Set(bus.HeaderSource, e.Source)
-		m.Header.Set(bus.HeaderDelivery, d.ID)
-		m.Header.Set(bus.HeaderReceivedAt, received)
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
+}
+
+// EventMessage is the bus message of a canonical event: on its partition's
+// subject, with the event id as Nats-Msg-Id.
+func EventMessage(e event.Event, delivery string, received time.Time, partitions int) (*nats.Msg, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+	}
+	m := nats.NewMsg(bus.EventSubject(event.Partition(e.Key(), partitions), string(e.Type)))
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, e.ID)
+	m.Header.Set(bus.HeaderSource, e.Source)
+	m.Header.Set(bus.HeaderDelivery, delivery)
+	m.Header.Set(bus.HeaderReceivedAt, received.Format(time.RFC3339Nano))
+	return m, nil
 }
 
 // archivedHeaders are kept with the raw body: what a parser may need on

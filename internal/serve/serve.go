@@ -105,16 +105,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}()
 	if role != RoleCollector {
-		s.Processor = processor.New(s.Bus.JS, s.Store, processor.Options{
-			Correlate: correlate.Config{
-				IsProduction:  cfg.IsProduction,
-				TeamOfRepo:    cfg.TeamOfRepo,
-				TeamOfService: cfg.TeamOfService,
-				Lookback:      cfg.IncidentLookback,
-			},
-			BatchSize:     cfg.Processor.BatchSize,
-			FlushInterval: cfg.Processor.FlushInterval,
-		}, s.Metrics, logger)
+		s.Processor = processor.New(s.Bus.JS, s.Store, ProcessorOptions(cfg), s.Metrics, logger)
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s.cancel = cancel
 		s.wg.Add(1)
@@ -135,6 +126,20 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	ok = true
 	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", cfg.ClickHouseDSN)
 	return s, nil
+}
+
+// ProcessorOptions are the processor's options from the configuration.
+func ProcessorOptions(cfg config.Config) processor.Options {
+	return processor.Options{
+		Correlate: correlate.Config{
+			IsProduction:  cfg.IsProduction,
+			TeamOfRepo:    cfg.TeamOfRepo,
+			TeamOfService: cfg.TeamOfService,
+			Lookback:      cfg.IncidentLookback,
+		},
+		BatchSize:     cfg.Processor.BatchSize,
+		FlushInterval: cfg.Processor.FlushInterval,
+	}
 }
 
 func natsDesc(url string) string {

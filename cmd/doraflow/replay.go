@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/doraflow/doraflow/internal/replay"
+	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/sinks/clickhouse"
+)
+
+func replayCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "replay",
+		Short: "Re-derive every fact from the raw webhook archive (after a parser fix)",
+		Long: `Parses every archived delivery again with the current parsers and configuration,
+replaces the event stream with the result and brings the stored facts in line
+(writing tombstones for facts that no longer hold). Stop the processors first;
+collectors may keep running against an external NATS.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			logger := newLogger()
+			routes, _, err := serve.Sources(cfg)
+			if err != nil {
+				return fmt.Errorf("%w: %w", errConfig, err)
+			}
+			b, err := bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			store, err := clickhouse.Open(ctx, cfg.ClickHouseDSN, logger)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			if _, err := store.Migrate(ctx); err != nil {
+				return err
+			}
+			res, err := replay.Run(ctx, b.JS, store, routes, serve.ProcessorOptions(cfg), cfg.Processor.Partitions, cmd.ErrOrStderr(), logger)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "replayed %d deliveries into %d events; %d facts stored before, %d rows written\n",
+				res.Deliveries, res.Events, res.Rebuild.Stored, res.Rebuild.Written)
+			reasons := make([]string, 0, len(res.Skipped))
+			for r := range res.Skipped {
+				reasons = append(reasons, r)
+			}
+			slices.Sort(reasons)
+			for _, r := range reasons {
+				fmt.Fprintf(out, "  %d deliveries skipped: %s\n", res.Skipped[r], r)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,220 @@
+// Package replay re-derives doraflow's facts from the raw archive: every
+// archived delivery is parsed again with the current parsers and
+// configuration, the event stream is replaced by the result, and the stored
+// facts are brought in line with it (tombstones included). Run it after a
+// parser fix or a parser-relevant configuration change, with the processors
+// stopped; collectors may keep running.
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
+	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/event"
+	"github.com/doraflow/doraflow/pkg/telemetry"
+	"github.com/doraflow/doraflow/processor"
+)
+
+// Result counts what a replay did.
+type Result struct {
+	Deliveries int            // raw deliveries read
+	Events     int            // canonical events derived
+	Skipped    map[string]int // deliveries not re-derived, by reason
+	Rebuild    processor.RebuildStats
+}
+
+// Run replays the raw archive. partitions must be the configured number.
+func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, routes []serve.Route,
+	opts processor.Options, partitions int, progress io.Writer, logger *slog.Logger) (Result, error) {
+	res := Result{Skipped: map[string]int{}}
+	if err := ensureNoProcessor(ctx, js, opts.Consumer); err != nil {
+		return res, err
+	}
+	events, err := js.Stream(ctx, bus.EventStream)
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	raw, err := js.Stream(ctx, bus.RawStream)
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	// Read the event stream's end before the archive's: every event at or
+	// before it came from a delivery archived at or before the archive's
+	// end (collectors publish the raw body first), so purging up to it
+	// loses nothing the replay does not re-derive.
+	evInfo, err := events.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	rawInfo, err := raw.Info(ctx)
+	if err != nil {
+		return res, fmt.Errorf("replay: %w", err)
+	}
+	derived, err := derive(ctx, raw, rawInfo.State, routes, &res, progress)
+	if err != nil {
+		return res, err
+	}
+	if evInfo.State.LastSeq > 0 {
+		if err := events.Purge(ctx, jetstream.WithPurgeSequence(evInfo.State.LastSeq+1)); err != nil {
+			return res, fmt.Errorf("replay: purge events: %w", err)
+		}
+	}
+	if err := publish(ctx, js, derived, partitions); err != nil {
+		return res, err
+	}
+	// The processors' consumer would redeliver the whole stream as new; a
+	// processor creates it afresh and rebuilds its state from the stream.
+	if err := js.DeleteConsumer(ctx, bus.EventStream, consumerName(opts)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return res, fmt.Errorf("replay: reset consumer: %w", err)
+	}
+	p := processor.New(js, store, opts, telemetry.New(), logger)
+	res.Rebuild, err = p.Rebuild(ctx)
+	if err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func consumerName(opts processor.Options) string {
+	if opts.Consumer == "" {
+		return "doraflow-processor"
+	}
+	return opts.Consumer
+}
+
+// ensureNoProcessor refuses to replay while a processor pulls events: it
+// would keep writing facts from its old state.
+func ensureNoProcessor(ctx context.Context, js jetstream.JetStream, name string) error {
+	if name == "" {
+		name = "doraflow-processor"
+	}
+	cons, err := js.Consumer(ctx, bus.EventStream, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	for range 3 {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		if info.NumWaiting > 0 {
+			return errors.New("replay: a processor is consuming events; stop the processors (serve --role processor or all) first")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil
+}
+
+// derive parses every archived delivery again.
+func derive(ctx context.Context, raw jetstream.Stream, state jetstream.StreamState, routes []serve.Route,
+	res *Result, progress io.Writer) ([]event.Event, error) {
+	if state.Msgs == 0 {
+		return nil, nil
+	}
+	bar := progressbar.NewOptions64(int64(state.Msgs), progressbar.OptionSetWriter(progress),
+		progressbar.OptionSetDescription("re-deriving deliveries"), progressbar.OptionShowCount(), progressbar.OptionThrottle(100*time.Millisecond))
+	defer fmt.Fprintln(progress)
+	cons, err := raw.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []event.Event
+	for seq, pending := uint64(0), uint64(1); seq < state.LastSeq && pending > 0; {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(50*time.Millisecond))
+		if err != nil {
+			return nil, fmt.Errorf("replay: read archive: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return nil, fmt.Errorf("replay: read archive: %w", err)
+			}
+			seq, pending = meta.Sequence.Stream, meta.NumPending
+			n++
+			res.Deliveries++
+			_ = bar.Add(1)
+			events, reason := parse(m, routes)
+			if reason != "" {
+				res.Skipped[reason]++
+				continue
+			}
+			for _, e := range events {
+				if !seen[e.ID] {
+					seen[e.ID] = true
+					out = append(out, e)
+				}
+			}
+		}
+		if n == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	res.Events = len(out)
+	return out, nil
+}
+
+// parse re-parses one archived delivery; reason says why it gave nothing.
+func parse(m jetstream.Msg, routes []serve.Route) ([]event.Event, string) {
+	h := m.Headers()
+	source, typ := h.Get(bus.HeaderSource), h.Get(bus.HeaderEvent)
+	var src webhook.Source
+	for _, r := range routes {
+		if r.Source.Name() == source && (r.Event == "" || r.Event == typ) {
+			src = r.Source
+			break
+		}
+	}
+	if src == nil {
+		return nil, "source " + source + " not configured"
+	}
+	received, _ := time.Parse(time.RFC3339Nano, h.Get(bus.HeaderReceivedAt))
+	d := webhook.Delivery{Source: source, Event: typ, ID: h.Get(bus.HeaderDelivery), Header: http.Header(h),
+		Body: m.Data(), ReceivedAt: received}
+	events, err := src.Parse(d)
+	if errors.Is(err, webhook.ErrIgnored) {
+		return nil, "ignored by the parser"
+	}
+	if err != nil {
+		return nil, "parse error"
+	}
+	return events, ""
+}
+
+// publish puts the derived events on the event stream, in batches.
+func publish(ctx context.Context, js jetstream.JetStream, events []event.Event, partitions int) error {
+	const batch = 500
+	for start := 0; start < len(events); start += batch {
+		var msgs []*nats.Msg
+		for _, e := range events[start:min(start+batch, len(events))] {
+			m, err := webhook.EventMessage(e, "replay", time.Now().UTC(), partitions)
+			if err != nil {
+				return err
+			}
+			// No Nats-Msg-Id: the duplicate window still holds the ids of
+			// the purged originals. The processor dedupes by event id.
+			m.Header.Del(nats.MsgIdHdr)
+			msgs = append(msgs, m)
+		}
+		if err := bus.PublishAll(ctx, js, msgs); err != nil {
+			return fmt.Errorf("replay: publish events: %w", err)
+		}
+	}
+	return nil
+}
