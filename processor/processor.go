@@ -43,6 +43,13 @@ type Options struct {
 	FlushInterval time.Duration
 	// Consumer is the durable consumer's name.
 	Consumer string
+	// AckWait is how long a delivered message may stay unacknowledged
+	// before JetStream delivers it again (after a crash, say). Long writes
+	// keep their messages alive with progress signals.
+	AckWait time.Duration
+	// SnapshotInterval is how often the state is snapshotted to the bus, so
+	// a restart folds only what came after.
+	SnapshotInterval time.Duration
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.
@@ -61,6 +68,9 @@ type Processor struct {
 	lastVersion uint64
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
+	folded      uint64    // the last stream sequence folded into the state
+	snapshotAt  time.Time // when the state was last snapshotted
+	rebuilt     RebuildStats
 }
 
 // New returns a processor; Run starts it.
@@ -71,9 +81,18 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = 5
 	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 30 * time.Second
+	}
+	if opts.SnapshotInterval <= 0 {
+		opts.SnapshotInterval = 30 * time.Second
+	}
 	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
 		logger: logger.With("component", "processor"), mapped: map[string]bool{}, ready: make(chan struct{})}
 }
+
+// Rebuilt says what the start-up rebuild did; valid once Ready is closed.
+func (p *Processor) Rebuilt() RebuildStats { return p.rebuilt }
 
 // Ready is closed once the processor has rebuilt its state and consumes.
 func (p *Processor) Ready() <-chan struct{} { return p.ready }
@@ -84,14 +103,27 @@ func (p *Processor) Ready() <-chan struct{} { return p.ready }
 // it at start; replay does it after re-deriving the stream.
 func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
+	stats := RebuildStats{}
+	// What is stored comes from the store itself: a snapshot may be older
+	// than the last writes.
 	stored, err := p.store.Facts(ctx)
 	if err != nil {
-		return RebuildStats{}, fmt.Errorf("processor: load stored facts: %w", err)
+		return stats, fmt.Errorf("processor: load stored facts: %w", err)
 	}
 	p.state.Remember(stored)
+	stats.Stored = stored.Len()
+	snap, err := p.loadSnapshot(ctx)
+	if err != nil {
+		return stats, err
+	}
+	if snap != nil {
+		p.state.Restore(snap.State)
+		p.folded = snap.Seq
+		stats.FromSnapshot = len(snap.State.Events)
+	}
 	folded, err := p.rebuild(ctx)
 	if err != nil {
-		return RebuildStats{}, err
+		return stats, err
 	}
 	if err := p.refreshTeams(ctx); err != nil {
 		return RebuildStats{}, err
@@ -99,15 +131,22 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	// Facts of events folded but not yet written when the last run stopped.
 	changed := p.state.Flush()
 	if err := p.write(ctx, changed); err != nil {
-		return RebuildStats{}, err
+		return stats, err
 	}
-	return RebuildStats{Events: folded, Stored: stored.Len(), Written: changed.Len(), Took: time.Since(start)}, nil
+	if err := p.saveSnapshot(ctx); err != nil {
+		return stats, err
+	}
+	stats.Events, stats.Written, stats.Took = folded, changed.Len(), time.Since(start)
+	return stats, nil
 }
 
 // RebuildStats says what a Rebuild did.
 type RebuildStats struct {
-	Events, Stored, Written int
-	Took                    time.Duration
+	FromSnapshot int // events restored from the snapshot
+	Events       int // events folded from the stream after it
+	Stored       int // facts known to be stored
+	Written      int // rows written to bring the store in line
+	Took         time.Duration
 }
 
 // Run processes events until ctx is done.
@@ -116,13 +155,14 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.logger.Info("state rebuilt", "events", stats.Events, "stored_facts", stats.Stored,
-		"rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
+	p.rebuilt = stats
+	p.logger.Info("state rebuilt", "from_snapshot", stats.FromSnapshot, "from_stream", stats.Events,
+		"stored_facts", stats.Stored, "rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
 
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
 		Durable:       p.opts.Consumer,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       2 * time.Minute,
+		AckWait:       p.opts.AckWait,
 		MaxAckPending: max(p.opts.BatchSize*2, 1000),
 		FilterSubject: bus.EventSubjects,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -141,6 +181,11 @@ func (p *Processor) Run(ctx context.Context) error {
 			sleep(ctx, time.Second)
 		}
 	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.saveSnapshot(stopCtx); err != nil {
+		p.logger.Warn("snapshot at stop skipped", "err", err)
+	}
 	return nil
 }
 
@@ -155,10 +200,14 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("processor: stream info: %w", err)
 	}
 	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
+	if info.State.Msgs == 0 || last <= p.folded {
 		return 0, nil
 	}
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventSubjects}})
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventSubjects}}
+	if p.folded > 0 {
+		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.folded+1
+	}
+	cons, err := stream.OrderedConsumer(ctx, cc)
 	if err != nil {
 		return 0, fmt.Errorf("processor: rebuild consumer: %w", err)
 	}
@@ -184,6 +233,7 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 				return n, fmt.Errorf("processor: rebuild: %w", err)
 			}
 			seq, pending = meta.Sequence.Stream, meta.NumPending
+			p.folded = max(p.folded, seq)
 			got++
 			if e, err := decode(m.Data()); err == nil {
 				p.state.Apply(e)
@@ -228,6 +278,7 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		got = append(got, m)
+		p.folded = max(p.folded, meta.Sequence.Stream)
 		if p.state.Apply(e) {
 			p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
 		}
@@ -241,7 +292,10 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	if len(got) == 0 {
 		return nil
 	}
-	if err := p.write(ctx, p.state.Flush()); err != nil {
+	stopBeat := heartbeat(got, p.opts.AckWait/3)
+	err = p.write(ctx, p.state.Flush())
+	stopBeat()
+	if err != nil {
 		return err // not acknowledged: redelivered after the ack wait
 	}
 	p.metrics.Approximate.Set(float64(p.state.Approximate()))
@@ -253,7 +307,35 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	if !newest.IsZero() {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
+	if time.Since(p.snapshotAt) >= p.opts.SnapshotInterval {
+		if err := p.saveSnapshot(ctx); err != nil {
+			p.metrics.Errors.WithLabelValues("processor", "snapshot").Inc()
+			p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)
+		}
+	}
 	return nil
+}
+
+// heartbeat tells JetStream, every interval, that msgs are still being
+// worked on (a write retrying while ClickHouse is down), so they are not
+// redelivered meanwhile. The returned func stops it.
+func heartbeat(msgs []jetstream.Msg, interval time.Duration) func() {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(interval, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // deadLetter moves a message the processor cannot use to the dead-letter

@@ -52,7 +52,7 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	cfg.GitHub.WebhookSecret = "crash"
 	cfg.Listen = "127.0.0.1:0"
 	var yaml strings.Builder
-	yaml.WriteString("processor:\n  batch_size: 25\n  flush_interval: 20ms\nteams:\n")
+	yaml.WriteString("processor:\n  batch_size: 25\n  flush_interval: 20ms\n  snapshot_interval: 50ms\n  ack_wait: 2s\nteams:\n")
 	for _, tm := range teams {
 		cfg.Teams = append(cfg.Teams, config.Team{Name: tm.Name, Repos: tm.Repos})
 		fmt.Fprintf(&yaml, "  - name: %s\n    repos: [%q]\n", tm.Name, strings.Join(tm.Repos, `", "`))
@@ -69,9 +69,16 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 
 	sent := make(chan error, 1)
 	go func() {
-		sent <- demo.Send(ctx, http.DefaultClient, "http://"+collector.Addr()+"/webhooks/github", cfg.GitHub.WebhookSecret, hooks, 4, nil)
+		// Paced, so that the kills land while events flow.
+		pace := func(int, int) { time.Sleep(5 * time.Millisecond) }
+		sent <- demo.Send(ctx, http.DefaultClient, "http://"+collector.Addr()+"/webhooks/github", cfg.GitHub.WebhookSecret, hooks, 4, pace)
 	}()
-	rng := rand.New(rand.NewPCG(1, 2))
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("DORAFLOW_CRASH_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	t.Logf("kill timings from seed %d (DORAFLOW_CRASH_SEED to repeat)", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
 	processor := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "serve", "--role", "processor", "--config", cfgFile)
 		cmd.Env = append(os.Environ(), beMain+"=1", "DORAFLOW_NATS_URL="+cfg.NATSURL,
@@ -81,13 +88,16 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		}
 		return cmd
 	}
-	kills := 0
+	kills, whileSending := 0, 0
 	for done := false; !done || kills < 8; {
 		cmd := processor()
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		kills++
+		if !done {
+			whileSending++
+		}
 		select {
 		case err := <-sent:
 			if err != nil {
@@ -96,6 +106,9 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 			done = true
 		default:
 		}
+	}
+	if whileSending < 3 {
+		t.Fatalf("only %d kills landed while webhooks were being sent", whileSending)
 	}
 	final := processor()
 	defer func() {
@@ -132,7 +145,8 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("after %d kills ClickHouse holds other facts than a clean run: %d vs %d rows\nfirst difference: %s",
 			kills, len(g), len(w), firstDifference(g, w))
 	}
-	t.Logf("%d webhooks, %d kills, %d facts identical to a clean run", len(hooks), kills, len(want.Deployments)+len(want.Changes)+len(want.Incidents))
+	t.Logf("%d webhooks, %d kills (%d while sending), %d facts identical to a clean run",
+		len(hooks), kills, whileSending, len(want.Deployments)+len(want.Changes)+len(want.Incidents))
 }
 
 // cleanRun is what the pure correlation makes of the same webhooks.

@@ -79,6 +79,10 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 	if err := js.DeleteConsumer(ctx, bus.EventStream, consumerName(opts)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return res, fmt.Errorf("replay: reset consumer: %w", err)
 	}
+	// The processors' saved state is of the old stream.
+	if err := processor.DeleteSnapshot(ctx, js, consumerName(opts)); err != nil {
+		return res, err
+	}
 	p := processor.New(js, store, opts, telemetry.New(), logger)
 	res.Rebuild, err = p.Rebuild(ctx)
 	if err != nil {

@@ -137,8 +137,10 @@ func ProcessorOptions(cfg config.Config) processor.Options {
 			TeamOfService: cfg.TeamOfService,
 			Lookback:      cfg.IncidentLookback,
 		},
-		BatchSize:     cfg.Processor.BatchSize,
-		FlushInterval: cfg.Processor.FlushInterval,
+		BatchSize:        cfg.Processor.BatchSize,
+		FlushInterval:    cfg.Processor.FlushInterval,
+		SnapshotInterval: cfg.Processor.SnapshotInterval,
+		AckWait:          cfg.Processor.AckWait,
 	}
 }
 

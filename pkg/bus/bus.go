@@ -28,6 +28,10 @@ const (
 	DeadLetterStream   = "DORAFLOW_DLQ"
 	DeadLetterSubjects = "doraflow.dlq.>"
 
+	// StateBucket is the object store holding processor state snapshots,
+	// one object per consumer.
+	StateBucket = "doraflow_state"
+
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	// Webhook senders retry within hours; beyond the window the processor's
 	// own idempotence takes over.
@@ -167,6 +171,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
 		}
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      StateBucket,
+		Description: "processor state snapshots: a restart folds only the events after them",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
 	}
 	return nil
 }

@@ -108,6 +108,12 @@ type Processor struct {
 	BatchSize     int           `yaml:"batch_size"`
 	FlushInterval time.Duration `yaml:"flush_interval"`
 	Partitions    int           `yaml:"partitions"`
+	// SnapshotInterval: how often the processor saves its state to the bus,
+	// so that a restart folds only the events after it.
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
+	// AckWait: how long an event delivered to a processor that died waits
+	// before it is delivered again.
+	AckWait time.Duration `yaml:"ack_wait"`
 }
 
 // Unassigned is the team of repos and services no team claims.
@@ -126,7 +132,7 @@ func Default() Config {
 			MaxBodyBytes:   25 << 20,
 			PublishTimeout: 10 * time.Second,
 		},
-		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8},
+		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second},
 	}
 }
 
@@ -217,6 +223,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Processor.FlushInterval <= 0 {
 		errs = append(errs, fmt.Errorf("processor.flush_interval: %s; must be positive", c.Processor.FlushInterval))
+	}
+	if c.Processor.SnapshotInterval <= 0 {
+		errs = append(errs, fmt.Errorf("processor.snapshot_interval: %s; must be positive, e.g. 30s", c.Processor.SnapshotInterval))
+	}
+	if c.Processor.AckWait < time.Second {
+		errs = append(errs, fmt.Errorf("processor.ack_wait: %s; must be at least 1s", c.Processor.AckWait))
 	}
 	if c.Processor.Partitions < 1 || c.Processor.Partitions > 1024 {
 		errs = append(errs, fmt.Errorf("processor.partitions: %d; must be between 1 and 1024", c.Processor.Partitions))

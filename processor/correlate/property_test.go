@@ -1,8 +1,10 @@
 package correlate
 
 import (
+	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -160,4 +162,45 @@ func (s store) live() map[storeKey]any {
 		}
 	}
 	return out
+}
+
+// A state restored from a snapshot, then fed the rest, ends where a state
+// fed everything ends, and writes nothing for what the snapshot covered.
+func TestSnapshotRestore(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := history(t)
+		cut := rapid.IntRange(0, len(events)).Draw(t, "cut")
+		whole := New(testConfig())
+		for _, e := range events {
+			whole.Apply(e)
+		}
+		whole.Flush()
+
+		first := New(testConfig())
+		for _, e := range events[:cut] {
+			first.Apply(e)
+		}
+		first.Flush()
+		raw, err := json.Marshal(first.Snapshot())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var snap Snapshot
+		if err := json.Unmarshal(raw, &snap); err != nil {
+			t.Fatal(err)
+		}
+		restored := New(testConfig())
+		restored.Restore(snap)
+		restored.Remember(first.Current()) // what the store holds
+		if again := restored.Flush(); again.Len() != 0 {
+			t.Fatalf("restoring wrote %d rows again", again.Len())
+		}
+		for _, e := range events[cut:] {
+			restored.Apply(e)
+		}
+		restored.Flush()
+		if !slices.Equal(summary(restored.Current()), summary(whole.Current())) {
+			t.Fatalf("restored state differs:\n%q\n%q", summary(restored.Current()), summary(whole.Current()))
+		}
+	})
 }

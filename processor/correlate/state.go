@@ -22,6 +22,7 @@ type Config struct {
 type State struct {
 	cfg       Config
 	seen      map[string]bool
+	events    []event.Event // every event folded, for snapshots
 	repos     map[string]*repoState
 	incidents map[string]*incidentState
 
@@ -30,6 +31,9 @@ type State struct {
 	computed map[string]*repoFacts
 	attrib   map[string]IncidentFact
 	emitted  emitted
+	// strays are stored rows duplicating a fact's key (left by an earlier
+	// fault): the next Flush retracts them.
+	strays Facts
 	// approximate counts emitted production deployments whose changes may
 	// be incomplete (a gap in the push chain).
 	approximate int
@@ -69,6 +73,7 @@ func (s *State) Apply(e event.Event) bool {
 		return false
 	}
 	s.seen[e.ID] = true
+	s.events = append(s.events, e)
 	switch e.Type {
 	case event.TypePush:
 		s.repo(e.Repo).applyPush(e.Push)
@@ -102,10 +107,18 @@ func (s *State) repo(name string) *repoState {
 }
 
 // Remember tells the state which facts are already stored (after a restart),
-// so the next Flush writes only what differs and retracts what moved.
+// so the next Flush writes only what differs and retracts what moved. A key
+// stored live at two times (left by an earlier fault) keeps one row; the
+// other is retracted at the next Flush.
 func (s *State) Remember(f Facts) {
 	for _, r := range f.Deployments {
 		if r.Live {
+			if old, ok := s.emitted.deployments[r.Fact.Key()]; ok {
+				s.strays.Deployments = append(s.strays.Deployments, Row[DeploymentFact]{Fact: old})
+				if old.Production && old.Approximate {
+					s.approximate--
+				}
+			}
 			s.emitted.deployments[r.Fact.Key()] = r.Fact
 			if r.Fact.Production && r.Fact.Approximate {
 				s.approximate++
@@ -114,11 +127,17 @@ func (s *State) Remember(f Facts) {
 	}
 	for _, r := range f.Changes {
 		if r.Live {
+			if old, ok := s.emitted.changes[r.Fact.Key()]; ok {
+				s.strays.Changes = append(s.strays.Changes, Row[ChangeFact]{Fact: old})
+			}
 			s.emitted.changes[r.Fact.Key()] = r.Fact
 		}
 	}
 	for _, r := range f.Incidents {
 		if r.Live {
+			if old, ok := s.emitted.incidents[r.Fact.ID]; ok {
+				s.strays.Incidents = append(s.strays.Incidents, Row[IncidentFact]{Fact: old})
+			}
 			s.emitted.incidents[r.Fact.ID] = r.Fact
 		}
 	}
@@ -130,7 +149,8 @@ func (s *State) Remember(f Facts) {
 // over the old time no longer sees them). The caller must write them before
 // it acknowledges the events.
 func (s *State) Flush() Facts {
-	var out Facts
+	out := s.strays
+	s.strays = Facts{}
 	affected := map[string]bool{}
 	for name := range s.dirty {
 		s.computed[name] = s.repos[name].compute(s.cfg)
@@ -184,13 +204,32 @@ func (s *State) Flush() Facts {
 				oldC[k] = v
 			}
 		}
-		crows := diff(oldC, rf.changes, ChangeFact.Key, func(a, b ChangeFact) bool { return a == b },
+		crows := diff(oldC, rf.changes, ChangeFact.Key, sameChange,
 			func(a, b ChangeFact) bool { return a.DeployedAt.Equal(b.DeployedAt) })
 		applyRows(s.emitted.changes, crows, ChangeFact.Key, rf.changes)
 		out.Changes = append(out.Changes, crows...)
 	}
 	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID }, s.attrib)
+	// A stray at the key and time of a row written now is replaced by it;
+	// a tombstone of the same version there would tie with it.
+	out.Deployments = dropShadowedStrays(out.Deployments, func(f DeploymentFact) string {
+		return keyString(f.Key()) + "@" + f.FinishedAt.String()
+	})
+	out.Changes = dropShadowedStrays(out.Changes, func(f ChangeFact) string { return keyString(f.Key()) + "@" + f.DeployedAt.String() })
+	out.Incidents = dropShadowedStrays(out.Incidents, func(f IncidentFact) string { return f.ID + "@" + f.OpenedAt.String() })
 	return out
+}
+
+// dropShadowedStrays removes tombstones whose key and time a live row in
+// the same set also has.
+func dropShadowedStrays[F any](rows []Row[F], at func(F) string) []Row[F] {
+	live := map[string]bool{}
+	for _, r := range rows {
+		if r.Live {
+			live[at(r.Fact)] = true
+		}
+	}
+	return slices.DeleteFunc(rows, func(r Row[F]) bool { return !r.Live && live[at(r.Fact)] })
 }
 
 // applyRows records written rows as emitted.
@@ -234,10 +273,19 @@ func sameIncident(a, b IncidentFact) bool {
 		a.DeploymentRepo == b.DeploymentRepo && a.DeploymentID == b.DeploymentID && a.Attribution == b.Attribution
 }
 
+// sameDeployment and sameChange compare times as instants: a fact read
+// back from storage carries the same instant in another representation.
 func sameDeployment(a, b DeploymentFact) bool {
 	ra, rb := a.RecoveredAt, b.RecoveredAt
+	fa, fb := a.FinishedAt, b.FinishedAt
 	a.RecoveredAt, b.RecoveredAt = nil, nil
-	return a == b && sameTimePtr(ra, rb)
+	a.FinishedAt, b.FinishedAt = time.Time{}, time.Time{}
+	return a == b && fa.Equal(fb) && sameTimePtr(ra, rb)
+}
+
+func sameChange(a, b ChangeFact) bool {
+	return a.Repo == b.Repo && a.SHA == b.SHA && a.DeploymentID == b.DeploymentID &&
+		a.CommittedAt.Equal(b.CommittedAt) && a.DeployedAt.Equal(b.DeployedAt)
 }
 
 func sameTimePtr(a, b *time.Time) bool {
@@ -312,4 +360,21 @@ func (s *State) Current() Facts {
 		out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: s.emitted.incidents[k], Live: true})
 	}
 	return out
+}
+
+// Snapshot is the state in a form to store and restore: the events folded.
+// The facts already stored are not part of it — they are read from the
+// store, which is the truth even for writes made after the snapshot.
+type Snapshot struct {
+	Events []event.Event `json:"events"`
+}
+
+// Snapshot captures the state.
+func (s *State) Snapshot() Snapshot { return Snapshot{Events: slices.Clone(s.events)} }
+
+// Restore folds a snapshot's events.
+func (s *State) Restore(snap Snapshot) {
+	for _, e := range snap.Events {
+		s.Apply(e)
+	}
 }
