@@ -71,6 +71,11 @@ func incident(id, service string, opened int, resolved int, snapshot int) event.
 
 const zero = event.ZeroSHA
 
+func withDeployment(e event.Event, id string) event.Event {
+	e.Incident.DeploymentID = id
+	return e
+}
+
 // summary is a readable digest of the facts for table tests.
 func summary(f Facts) []string {
 	var out []string
@@ -238,6 +243,55 @@ func TestCorrelation(t *testing.T) {
 				"change a1@1 lead=1h0m0s", "change a2@2 lead=1h0m0s", "incident i1 → 1 (explicit)"},
 		},
 	}
+	cases = append(cases, []struct {
+		name   string
+		events []event.Event
+		want   []string
+	}{
+		{
+			name: "explicit attribution survives a resolve that does not repeat it",
+			events: []event.Event{
+				deploy("1", "a1", "production", event.StatusSuccess, 1),
+				deploy("2", "a2", "production", event.StatusSuccess, 2),
+				withDeployment(incident("i1", "api-svc", 3, -1, 3), "1"),
+				incident("i1", "api-svc", 3, 5, 5),
+			},
+			want: []string{"1 changes=0 failed approximate incidents=1 recovered=+4h0m0s", "2 changes=0 approximate",
+				"incident i1 → 1 (explicit)"},
+		},
+		{
+			name: "an explicit deployment id is looked up in the incident's repository",
+			events: []event.Event{
+				deploy("7", "a1", "production", event.StatusSuccess, 1),
+				func() event.Event {
+					e := deploy("7", "b1", "production", event.StatusSuccess, 1)
+					e.ID, e.Repo, e.Service = "other:"+e.ID, "acme/other", "acme/other"
+					return e
+				}(),
+				func() event.Event {
+					e := withDeployment(incident("i1", "", 3, 4, 4), "7")
+					e.Repo = "acme/other"
+					return e
+				}(),
+			},
+			want: []string{"7 changes=0 approximate", "7 changes=0 failed approximate incidents=1 recovered=+3h0m0s",
+				"incident i1 → 7 (explicit)"},
+		},
+		{
+			name: "an explicit sha finds the deployment that shipped it without any push",
+			events: []event.Event{
+				deploy("1", "a1", "production", event.StatusSuccess, 1),
+				deploy("2", "a2", "production", event.StatusSuccess, 2),
+				func() event.Event {
+					e := incident("i1", "elsewhere", 3, 4, 4)
+					e.Incident.SHA = "a1"
+					return e
+				}(),
+			},
+			want: []string{"1 changes=0 failed approximate incidents=1 recovered=+3h0m0s", "2 changes=0 approximate",
+				"incident i1 → 1 (sha)"},
+		},
+	}...)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := New(testConfig())

@@ -8,10 +8,31 @@ import (
 	"github.com/doraflow/doraflow/pkg/event"
 )
 
-// incidentState keeps the latest snapshot of an incident.
+// incidentState keeps the latest snapshot of an incident, and what earlier
+// snapshots said that later ones may leave out (a resolve event rarely
+// repeats the deployment or sha that caused the incident).
 type incidentState struct {
 	latest   event.Event
 	openedAt time.Time // the earliest opening any snapshot reported
+	// From the earliest snapshot that carried each.
+	deploymentID, sha, repo, service sticky
+}
+
+// sticky is a value kept from the earliest snapshot that set it, so the
+// result does not depend on arrival order.
+type sticky struct {
+	value string
+	at    time.Time
+	id    string
+}
+
+func (v *sticky) offer(value string, e event.Event) {
+	if value == "" {
+		return
+	}
+	if v.value == "" || e.OccurredAt.Before(v.at) || (e.OccurredAt.Equal(v.at) && e.ID < v.id) {
+		*v = sticky{value: value, at: e.OccurredAt, id: e.ID}
+	}
 }
 
 func (s *incidentState) apply(e event.Event) {
@@ -21,6 +42,10 @@ func (s *incidentState) apply(e event.Event) {
 	if s.latest.ID == "" || newerSnapshot(e, s.latest) {
 		s.latest = e
 	}
+	s.deploymentID.offer(e.Incident.DeploymentID, e)
+	s.sha.offer(e.Incident.SHA, e)
+	s.repo.offer(e.Repo, e)
+	s.service.offer(e.Service, e)
 }
 
 // newerSnapshot orders snapshots of one incident: by time, then resolved
@@ -54,20 +79,23 @@ type prodDeployment struct {
 
 // prodIndex holds every production deployment in time order.
 type prodIndex struct {
-	all  []prodDeployment
-	byID map[string]prodDeployment
+	all []prodDeployment
+	// byID: by repo and id, and by id alone ("" repo) for the first repo
+	// in name order, for incidents that name no repository.
+	byID map[DeploymentKey]prodDeployment
 }
 
 func (s *State) prodIndex() prodIndex {
-	idx := prodIndex{byID: map[string]prodDeployment{}}
+	idx := prodIndex{byID: map[DeploymentKey]prodDeployment{}}
 	for _, name := range sortedKeys(keysOf(s.computed)) {
 		rf := s.computed[name]
 		for _, i := range rf.production {
 			d := rf.deployments[i]
 			p := prodDeployment{repo: d.Repo, id: d.ID, service: d.Service, at: d.FinishedAt}
 			idx.all = append(idx.all, p)
-			if _, dup := idx.byID[d.ID]; !dup {
-				idx.byID[d.ID] = p
+			idx.byID[DeploymentKey{d.Repo, d.ID}] = p
+			if _, dup := idx.byID[DeploymentKey{"", d.ID}]; !dup {
+				idx.byID[DeploymentKey{"", d.ID}] = p
 			}
 		}
 	}
@@ -109,10 +137,12 @@ func (s *State) attributeIncidents() map[string]IncidentFact {
 	out := map[string]IncidentFact{}
 	for id, st := range s.incidents {
 		e := st.latest
-		inc := e.Incident
+		inc := *e.Incident
 		if inc.Withdrawn {
 			continue
 		}
+		inc.DeploymentID, inc.SHA = st.deploymentID.value, st.sha.value
+		e.Incident, e.Repo, e.Service = &inc, st.repo.value, st.service.value
 		f := IncidentFact{ID: id, Source: e.Source, Service: e.Service, Repo: e.Repo,
 			OpenedAt: st.openedAt.UTC(), Attribution: AttributedNone}
 		if inc.ResolvedAt != nil {
@@ -131,7 +161,9 @@ func (s *State) attributeIncidents() map[string]IncidentFact {
 
 func (s *State) blame(idx prodIndex, e event.Event, opened time.Time) (prodDeployment, string) {
 	inc := e.Incident
-	if p, ok := idx.byID[inc.DeploymentID]; ok && inc.DeploymentID != "" {
+	// Deployment ids are unique per repository only: two tools may both
+	// count from 1.
+	if p, ok := idx.byID[DeploymentKey{e.Repo, inc.DeploymentID}]; ok && inc.DeploymentID != "" {
 		return p, AttributedExplicit
 	}
 	if inc.SHA != "" {

@@ -187,6 +187,11 @@ func (r *repoState) compute(cfg Config) *repoFacts {
 		if r.deploys[d.ID].rollback && pi == 0 {
 			d.Rollback = true
 		}
+		// The deployed sha is shipped by it even when no push reported it
+		// (a CI/CD-only source): explicit sha attribution finds it.
+		if _, ok := rf.firstShip[d.SHA]; !ok {
+			rf.firstShip[d.SHA] = i
+		}
 		// Walk back from the deployed sha to what earlier deployments already
 		// covered. Covered sets are closed under ancestry, so the walk stops
 		// there and each commit is visited once per recompute.
