@@ -50,6 +50,11 @@ type Options struct {
 	// SnapshotInterval is how often the state is snapshotted to the bus, so
 	// a restart folds only what came after.
 	SnapshotInterval time.Duration
+	// Comparers fill gaps in push chains, by source (github, gitlab); none
+	// leaves gapped deployments approximate.
+	Comparers map[string]Comparer
+	// Partitions of the event subjects, for publishing filled gaps.
+	Partitions int
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.
@@ -71,6 +76,7 @@ type Processor struct {
 	folded      uint64    // the last stream sequence folded into the state
 	snapshotAt  time.Time // when the state was last snapshotted
 	rebuilt     RebuildStats
+	gaps        *gapFiller
 }
 
 // New returns a processor; Run starts it.
@@ -87,8 +93,10 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 	if opts.SnapshotInterval <= 0 {
 		opts.SnapshotInterval = 30 * time.Second
 	}
+	logger = logger.With("component", "processor")
 	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
-		logger: logger.With("component", "processor"), mapped: map[string]bool{}, ready: make(chan struct{})}
+		logger: logger, mapped: map[string]bool{}, ready: make(chan struct{}),
+		gaps: newGapFiller(opts.Comparers, js, opts.Partitions, metrics, logger)}
 }
 
 // Rebuilt says what the start-up rebuild did; valid once Ready is closed.
@@ -156,6 +164,10 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	p.rebuilt = stats
+	if len(p.opts.Comparers) > 0 {
+		go p.gaps.run(ctx)
+		p.gaps.offer(p.state.Gaps())
+	}
 	p.logger.Info("state rebuilt", "from_snapshot", stats.FromSnapshot, "from_stream", stats.Events,
 		"stored_facts", stats.Stored, "rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
 
@@ -299,6 +311,9 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 		return err // not acknowledged: redelivered after the ack wait
 	}
 	p.metrics.Approximate.Set(float64(p.state.Approximate()))
+	if len(p.opts.Comparers) > 0 {
+		p.gaps.offer(p.state.Gaps())
+	}
 	for _, m := range got {
 		if err := m.Ack(); err != nil {
 			p.logger.Warn("ack failed; the event will be redelivered and dropped as a duplicate", "err", err)

@@ -44,7 +44,11 @@ collectors may keep running against an external NATS.`,
 			if _, err := store.Migrate(ctx); err != nil {
 				return err
 			}
-			res, err := replay.Run(ctx, b.JS, store, routes, serve.ProcessorOptions(cfg), cfg.Processor.Partitions, cmd.ErrOrStderr(), logger)
+			popts, err := serve.ProcessorOptions(cfg)
+			if err != nil {
+				return fmt.Errorf("%w: %w", errConfig, err)
+			}
+			res, err := replay.Run(ctx, b.JS, store, routes, popts, cfg.Processor.Partitions, cmd.ErrOrStderr(), logger)
 			if err != nil {
 				return err
 			}

@@ -42,7 +42,11 @@ func TestReplayRederivesFromTheArchive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := replay.Run(ctx, b.JS, store, routes, serve.ProcessorOptions(cfg), cfg.Processor.Partitions, io.Discard,
+		popts, err := serve.ProcessorOptions(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := replay.Run(ctx, b.JS, store, routes, popts, cfg.Processor.Partitions, io.Discard,
 			slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/doraflow/doraflow/collectors/github"
+	"github.com/doraflow/doraflow/collectors/gitlab"
 	"github.com/doraflow/doraflow/collectors/webhook"
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
@@ -105,7 +107,11 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}()
 	if role != RoleCollector {
-		s.Processor = processor.New(s.Bus.JS, s.Store, ProcessorOptions(cfg), s.Metrics, logger)
+		popts, err := ProcessorOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.Processor = processor.New(s.Bus.JS, s.Store, popts, s.Metrics, logger)
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s.cancel = cancel
 		s.wg.Add(1)
@@ -128,8 +134,24 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	return s, nil
 }
 
-// ProcessorOptions are the processor's options from the configuration.
-func ProcessorOptions(cfg config.Config) processor.Options {
+// ProcessorOptions are the processor's options from the configuration,
+// with a compare API client for each Git host that has a token.
+func ProcessorOptions(cfg config.Config) (processor.Options, error) {
+	comparers := map[string]processor.Comparer{}
+	if cfg.GitHub.Token != "" {
+		c, err := github.NewComparer(cfg.GitHub.Token, cfg.GitHub.APIURL)
+		if err != nil {
+			return processor.Options{}, err
+		}
+		comparers["github"] = c
+	}
+	if cfg.GitLab.Token != "" {
+		c, err := gitlab.NewComparer(cfg.GitLab.Token, cfg.GitLab.APIURL)
+		if err != nil {
+			return processor.Options{}, err
+		}
+		comparers["gitlab"] = c
+	}
 	return processor.Options{
 		Correlate: correlate.Config{
 			IsProduction:  cfg.IsProduction,
@@ -141,7 +163,9 @@ func ProcessorOptions(cfg config.Config) processor.Options {
 		FlushInterval:    cfg.Processor.FlushInterval,
 		SnapshotInterval: cfg.Processor.SnapshotInterval,
 		AckWait:          cfg.Processor.AckWait,
-	}
+		Comparers:        comparers,
+		Partitions:       cfg.Processor.Partitions,
+	}, nil
 }
 
 func natsDesc(url string) string {

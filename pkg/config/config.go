@@ -46,6 +46,10 @@ type Config struct {
 // GitHub configures the GitHub collector.
 type GitHub struct {
 	WebhookSecret string `yaml:"webhook_secret"`
+	// Token (and APIURL for GitHub Enterprise Server) let the processor fill
+	// gaps in push chains through the compare API.
+	Token  string `yaml:"token"`
+	APIURL string `yaml:"api_url"`
 	// IncidentLabels mark an issue as an incident; default ["incident"].
 	IncidentLabels []string `yaml:"incident_labels"`
 }
@@ -53,6 +57,11 @@ type GitHub struct {
 // GitLab configures the GitLab collector.
 type GitLab struct {
 	WebhookToken string `yaml:"webhook_token"`
+	// Token (and APIURL for a self-managed instance, …/api/v4) let the
+	// processor fill gaps in push chains (GitLab sends at most 20 commits
+	// per push) through the compare API.
+	Token  string `yaml:"token"`
+	APIURL string `yaml:"api_url"`
 	// PipelineDeployments counts successful pipelines on the default branch
 	// as production deployments, for teams that deploy from pipelines.
 	PipelineDeployments bool `yaml:"pipeline_deployments"`
@@ -173,6 +182,8 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		"DORAFLOW_DATA_DIR":                 &c.DataDir,
 		"DORAFLOW_CLICKHOUSE_DSN":           &c.ClickHouseDSN,
 		"DORAFLOW_GITHUB_WEBHOOK_SECRET":    &c.GitHub.WebhookSecret,
+		"DORAFLOW_GITHUB_TOKEN":             &c.GitHub.Token,
+		"DORAFLOW_GITLAB_TOKEN":             &c.GitLab.Token,
 		"DORAFLOW_GITLAB_WEBHOOK_TOKEN":     &c.GitLab.WebhookToken,
 		"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET": &c.PagerDuty.WebhookSecret,
 		"DORAFLOW_OPSGENIE_SECRET":          &c.Opsgenie.Secret,

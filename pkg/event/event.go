@@ -4,6 +4,7 @@
 package event
 
 import (
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"time"
@@ -189,4 +190,26 @@ func IsZeroSHA(sha string) bool {
 		}
 	}
 	return true
+}
+
+// ErrNotComparable marks a comparison a Git host will never answer (an
+// unknown repository or commit, nothing between the two): retrying is
+// pointless.
+var ErrNotComparable = errors.New("not comparable")
+
+// CompareEvent wraps the commits a Git host's compare API returned between
+// base and head as a push, so the processor folds them like any push. Its
+// id names the comparison: fetching it again is a duplicate.
+func CompareEvent(source, repo, base, head string, push *Push) (Event, error) {
+	if len(push.Commits) == 0 {
+		return Event{}, fmt.Errorf("%s: compare %s %s...%s: %w: no commits between them", source, repo, base, head, ErrNotComparable)
+	}
+	return Event{
+		ID:         fmt.Sprintf("%s:compare:%s:%s...%s", source, repo, base, head),
+		Source:     source,
+		Type:       TypePush,
+		Repo:       repo,
+		OccurredAt: push.Commits[len(push.Commits)-1].Time,
+		Push:       push,
+	}, nil
 }

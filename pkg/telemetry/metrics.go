@@ -23,6 +23,7 @@ type Metrics struct {
 	ProcessingLag prometheus.Gauge
 	Errors        *prometheus.CounterVec // component, kind
 	Approximate   prometheus.Gauge
+	GapFills      *prometheus.CounterVec // host, result
 	DeadLettered  *prometheus.CounterVec // reason
 }
 
@@ -62,6 +63,10 @@ func New() *Metrics {
 			Name: "doraflow_processing_lag_seconds",
 			Help: "Time between an event's publication and the write of its facts, for the last batch.",
 		}),
+		GapFills: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "doraflow_gap_fills_total",
+			Help: "Gaps in push chains sent to a Git host's compare API, by host and result (filled, retry, given_up).",
+		}, []string{"host", "result"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_errors_total",
 			Help: "Errors by component and kind.",
@@ -76,6 +81,6 @@ func New() *Metrics {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.Requests, m.Ignored, m.Published, m.RequestDuration, m.Processed,
-		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximate, m.DeadLettered)
+		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximate, m.GapFills, m.DeadLettered)
 	return m
 }

@@ -308,3 +308,33 @@ func TestCorrelation(t *testing.T) {
 		})
 	}
 }
+
+// A gap in the push chain is reported with the range to compare; a push
+// carrying the compared commits closes it and makes the deployment exact.
+func TestGapsAndFill(t *testing.T) {
+	s := New(testConfig())
+	for _, e := range []event.Event{
+		push(zero, "a1", false, c("a1", 0)),
+		deploy("1", "a1", "production", event.StatusSuccess, 1),
+		push("a2", "a3", false, c("a3", 3)), // the push of a2 was missed
+		deploy("2", "a3", "production", event.StatusSuccess, 4),
+	} {
+		s.Apply(e)
+	}
+	s.Flush()
+	gaps := s.Gaps()
+	if len(gaps) != 1 || gaps[0] != (Gap{Repo: repo, Host: "t", Base: "a1", Head: "a3"}) {
+		t.Fatalf("gaps: %+v", gaps)
+	}
+	fill := push("a1", "a3", false, c("a2", 2), c("a3", 3))
+	fill.ID = "compare:a1...a3"
+	s.Apply(fill)
+	s.Flush()
+	want := []string{"1 changes=1", "2 changes=2", "change a1@1 lead=1h0m0s", "change a2@2 lead=2h0m0s", "change a3@2 lead=1h0m0s"}
+	if got := summary(s.Current()); !slices.Equal(got, want) {
+		t.Errorf("after the fill:\n got  %q\n want %q", got, want)
+	}
+	if len(s.Gaps()) != 0 || s.Approximate() != 0 {
+		t.Errorf("gaps remain: %+v, approximate %d", s.Gaps(), s.Approximate())
+	}
+}

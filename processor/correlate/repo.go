@@ -15,6 +15,7 @@ type repoState struct {
 	commits map[string]*commit
 	merges  map[string]event.Merge // by merge sha
 	deploys map[string]*deployState
+	hosts   map[string]bool // sources whose pushes or merges describe the repo
 }
 
 type commit struct {
@@ -42,7 +43,8 @@ type deployStatus struct {
 }
 
 func newRepoState(name string) *repoState {
-	return &repoState{name: name, commits: map[string]*commit{}, merges: map[string]event.Merge{}, deploys: map[string]*deployState{}}
+	return &repoState{name: name, commits: map[string]*commit{}, merges: map[string]event.Merge{},
+		deploys: map[string]*deployState{}, hosts: map[string]bool{}}
 }
 
 func (r *repoState) node(sha string) *commit {
@@ -212,7 +214,7 @@ func (r *repoState) compute(cfg Config) *repoFacts {
 				}
 				continue
 			}
-			if c.gap {
+			if c.gap && len(c.parents) == 0 {
 				d.Approximate = true
 			}
 			rf.firstShip[sha] = i
@@ -230,6 +232,29 @@ func (r *repoState) compute(cfg Config) *repoFacts {
 		}
 	}
 	return rf
+}
+
+// Gap is a stretch of a repository's history that the pushes seen do not
+// cover: the commits between the previous production deployment (Base) and
+// this one (Head). Host is the source whose API can fill it.
+type Gap struct {
+	Repo, Host, Base, Head string
+}
+
+func (r *repoState) gaps(rf *repoFacts) []Gap {
+	hosts := sortedKeys(r.hosts)
+	if len(hosts) == 0 {
+		return nil
+	}
+	var out []Gap
+	for pi := 1; pi < len(rf.production); pi++ {
+		d := rf.deployments[rf.production[pi]]
+		prev := rf.deployments[rf.production[pi-1]]
+		if d.Approximate && d.SHA != prev.SHA {
+			out = append(out, Gap{Repo: r.name, Host: hosts[0], Base: prev.SHA, Head: d.SHA})
+		}
+	}
+	return out
 }
 
 // markRolledBack marks the production deployments that the rollback at

@@ -76,10 +76,14 @@ func (s *State) Apply(e event.Event) bool {
 	s.events = append(s.events, e)
 	switch e.Type {
 	case event.TypePush:
-		s.repo(e.Repo).applyPush(e.Push)
+		r := s.repo(e.Repo)
+		r.applyPush(e.Push)
+		r.hosts[e.Source] = true
 		s.dirty[e.Repo] = true
 	case event.TypeMerge:
-		s.repo(e.Repo).applyMerge(*e.Merge)
+		r := s.repo(e.Repo)
+		r.applyMerge(*e.Merge)
+		r.hosts[e.Source] = true
 		s.dirty[e.Repo] = true
 	case event.TypeDeployment:
 		s.repo(e.Repo).applyDeployment(e)
@@ -340,6 +344,17 @@ func (s *State) countApproximate(rows []Row[DeploymentFact]) int {
 		seen[k] = true
 	}
 	return n
+}
+
+// Gaps are the holes in the push chains behind approximate production
+// deployments, in a stable order: filled through the Git host's compare API,
+// they make those deployments exact.
+func (s *State) Gaps() []Gap {
+	var out []Gap
+	for _, name := range sortedKeys(keysOf(s.computed)) {
+		out = append(out, s.repos[name].gaps(s.computed[name])...)
+	}
+	return out
 }
 
 // Approximate is the number of production deployments whose changes may be
