@@ -91,12 +91,13 @@ func (s *State) prodIndex() prodIndex {
 		rf := s.computed[name]
 		for _, i := range rf.production {
 			d := rf.deployments[i]
-			p := prodDeployment{repo: d.Repo, id: d.ID, service: d.Service, at: d.FinishedAt}
-			idx.all = append(idx.all, p)
-			idx.byID[DeploymentKey{d.Repo, d.ID}] = p
-			if _, dup := idx.byID[DeploymentKey{"", d.ID}]; !dup {
-				idx.byID[DeploymentKey{"", d.ID}] = p
-			}
+			idx.all = append(idx.all, prodDeployment{repo: d.Repo, id: d.ID, service: d.Service, at: d.FinishedAt})
+		}
+	}
+	// Other partitions' deployments; this state's own repos are its own.
+	for _, d := range s.foreign {
+		if s.repos[d.Repo] == nil {
+			idx.all = append(idx.all, prodDeployment{repo: d.Repo, id: d.ID, service: d.Service, at: d.At})
 		}
 	}
 	slices.SortFunc(idx.all, func(a, b prodDeployment) int {
@@ -108,6 +109,12 @@ func (s *State) prodIndex() prodIndex {
 		}
 		return strings.Compare(a.id, b.id)
 	})
+	for _, p := range idx.all {
+		idx.byID[DeploymentKey{p.repo, p.id}] = p
+		if q, dup := idx.byID[DeploymentKey{"", p.id}]; !dup || p.repo < q.repo {
+			idx.byID[DeploymentKey{"", p.id}] = p
+		}
+	}
 	return idx
 }
 
@@ -271,4 +278,58 @@ func keysOf[V any](m map[string]V) map[string]bool {
 		out[k] = true
 	}
 	return out
+}
+
+// ProductionDeployment is a production deployment as incident attribution
+// needs it. When the work is split by partition, each state publishes its
+// own (ProductionDeployments) and is told the others' (SetForeign), so every
+// state attributes every incident the same way.
+type ProductionDeployment struct {
+	Repo    string    `json:"repo"`
+	ID      string    `json:"id"`
+	Service string    `json:"service"`
+	At      time.Time `json:"at"`
+}
+
+// ProductionDeployments are this state's own production deployments, as
+// last computed.
+func (s *State) ProductionDeployments() []ProductionDeployment {
+	var out []ProductionDeployment
+	for _, name := range sortedKeys(keysOf(s.computed)) {
+		rf := s.computed[name]
+		for _, i := range rf.production {
+			d := rf.deployments[i]
+			out = append(out, ProductionDeployment{Repo: d.Repo, ID: d.ID, Service: d.Service, At: d.FinishedAt})
+		}
+	}
+	return out
+}
+
+// SetForeign replaces what the state knows of other partitions' production
+// deployments. It reports whether that changed anything.
+func (s *State) SetForeign(deps []ProductionDeployment) bool {
+	sorted := slices.Clone(deps)
+	slices.SortFunc(sorted, func(a, b ProductionDeployment) int {
+		if c := strings.Compare(a.Repo, b.Repo); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if slices.EqualFunc(sorted, s.foreign, func(a, b ProductionDeployment) bool {
+		return a.Repo == b.Repo && a.ID == b.ID && a.Service == b.Service && a.At.Equal(b.At)
+	}) {
+		return false
+	}
+	s.foreign = sorted
+	s.incDirty = true
+	return true
+}
+
+// incidentKey is what an incident is partitioned by: its repository, or
+// its service (as event.Event.Key).
+func incidentKey(f IncidentFact) string {
+	if f.Repo != "" {
+		return "repo:" + f.Repo
+	}
+	return "service:" + f.Service
 }

@@ -15,6 +15,11 @@ type Config struct {
 	TeamOfService func(service string) string
 	// Lookback bounds heuristic incident attribution.
 	Lookback time.Duration
+	// OwnsIncident says whether this state writes the facts of incidents
+	// with the given key (event.Event.Key); nil: all. With the work split by
+	// partition, every state folds every incident (attribution needs them
+	// all) but only the owner of its partition writes its fact.
+	OwnsIncident func(key string) bool
 }
 
 // State is the correlation state: every event folded so far, and the facts
@@ -34,6 +39,8 @@ type State struct {
 	// strays are stored rows duplicating a fact's key (left by an earlier
 	// fault): the next Flush retracts them.
 	strays Facts
+	// foreign are other partitions' production deployments.
+	foreign []ProductionDeployment
 	// approximate counts emitted production deployments whose changes may
 	// be incomplete (a gap in the push chain).
 	approximate int
@@ -176,7 +183,7 @@ func (s *State) Flush() Facts {
 		}
 		s.attrib = attrib
 		s.incDirty = false
-		out.Incidents = diff(s.emitted.incidents, s.attrib, func(f IncidentFact) string { return f.ID },
+		out.Incidents = diff(s.emitted.incidents, s.ownIncidents(), func(f IncidentFact) string { return f.ID },
 			sameIncident, func(a, b IncidentFact) bool { return a.OpenedAt.Equal(b.OpenedAt) })
 	}
 	for _, name := range sortedKeys(affected) {
@@ -213,7 +220,7 @@ func (s *State) Flush() Facts {
 		applyRows(s.emitted.changes, crows, ChangeFact.Key, rf.changes)
 		out.Changes = append(out.Changes, crows...)
 	}
-	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID }, s.attrib)
+	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID }, s.ownIncidents())
 	// A stray at the key and time of a row written now is replaced by it;
 	// a tombstone of the same version there would tie with it.
 	out.Deployments = dropShadowedStrays(out.Deployments, func(f DeploymentFact) string {
@@ -234,6 +241,20 @@ func dropShadowedStrays[F any](rows []Row[F], at func(F) string) []Row[F] {
 		}
 	}
 	return slices.DeleteFunc(rows, func(r Row[F]) bool { return !r.Live && live[at(r.Fact)] })
+}
+
+// ownIncidents are the attributed incidents whose facts this state writes.
+func (s *State) ownIncidents() map[string]IncidentFact {
+	if s.cfg.OwnsIncident == nil {
+		return s.attrib
+	}
+	out := map[string]IncidentFact{}
+	for id, f := range s.attrib {
+		if s.cfg.OwnsIncident(incidentKey(f)) {
+			out[id] = f
+		}
+	}
+	return out
 }
 
 // applyRows records written rows as emitted.
