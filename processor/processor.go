@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -41,7 +42,11 @@ type Options struct {
 	Correlate     correlate.Config
 	BatchSize     int
 	FlushInterval time.Duration
-	// Consumer is the durable consumer's name.
+	// Partition this processor works on, of Partitions. Its consumer takes
+	// the partition's pushes, merges and deployments, and every partition's
+	// incidents (attribution needs them all).
+	Partition int
+	// Consumer is the durable consumer's name; default per partition.
 	Consumer string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before JetStream delivers it again (after a crash, say). Long writes
@@ -53,8 +58,10 @@ type Options struct {
 	// Comparers fill gaps in push chains, by source (github, gitlab); none
 	// leaves gapped deployments approximate.
 	Comparers map[string]Comparer
-	// Partitions of the event subjects, for publishing filled gaps.
+	// Partitions of the event subjects.
 	Partitions int
+	// LeaseTTL: how long a dead processor's partitions stay leased.
+	LeaseTTL time.Duration
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.
@@ -76,14 +83,23 @@ type Processor struct {
 	folded      uint64    // the last stream sequence folded into the state
 	snapshotAt  time.Time // when the state was last snapshotted
 	rebuilt     RebuildStats
-	gaps        *gapFiller
+	index       jetstream.KeyValue // production deployments of every partition
+	published   map[string]correlate.ProductionDeployment
+	// foreign: other partitions' production deployments as last offered by
+	// the manager, and the version of them the state has adopted.
+	foreign        atomic.Pointer[foreignSet]
+	foreignApplied atomic.Uint64
+	gaps           *gapFiller
 }
 
 // New returns a processor; Run starts it.
 func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Processor {
+	opts.Partitions = max(opts.Partitions, 1)
 	if opts.Consumer == "" {
-		opts.Consumer = "doraflow-processor"
+		opts.Consumer = ConsumerName(opts.Partition)
 	}
+	partition, partitions := opts.Partition, opts.Partitions
+	opts.Correlate.OwnsIncident = func(key string) bool { return event.Partition(key, partitions) == partition }
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = 5
 	}
@@ -93,9 +109,9 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 	if opts.SnapshotInterval <= 0 {
 		opts.SnapshotInterval = 30 * time.Second
 	}
-	logger = logger.With("component", "processor")
+	logger = logger.With("component", "processor", "partition", opts.Partition)
 	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
-		logger: logger, mapped: map[string]bool{}, ready: make(chan struct{}),
+		logger: logger, mapped: map[string]bool{}, ready: make(chan struct{}), published: map[string]correlate.ProductionDeployment{},
 		gaps: newGapFiller(opts.Comparers, js, opts.Partitions, metrics, logger)}
 }
 
@@ -118,6 +134,7 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err != nil {
 		return stats, fmt.Errorf("processor: load stored facts: %w", err)
 	}
+	stored = p.own(stored)
 	p.state.Remember(stored)
 	stats.Stored = stored.Len()
 	snap, err := p.loadSnapshot(ctx)
@@ -133,12 +150,13 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err != nil {
 		return stats, err
 	}
-	if err := p.refreshTeams(ctx); err != nil {
-		return RebuildStats{}, err
-	}
+	p.adoptForeign()
 	// Facts of events folded but not yet written when the last run stopped.
 	changed := p.state.Flush()
 	if err := p.write(ctx, changed); err != nil {
+		return stats, err
+	}
+	if err := p.publishIndex(ctx); err != nil {
 		return stats, err
 	}
 	if err := p.saveSnapshot(ctx); err != nil {
@@ -172,12 +190,12 @@ func (p *Processor) Run(ctx context.Context) error {
 		"stored_facts", stats.Stored, "rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
 
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
-		Durable:       p.opts.Consumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       p.opts.AckWait,
-		MaxAckPending: max(p.opts.BatchSize*2, 1000),
-		FilterSubject: bus.EventSubjects,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+		Durable:        p.opts.Consumer,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        p.opts.AckWait,
+		MaxAckPending:  max(p.opts.BatchSize*2, 1000),
+		FilterSubjects: PartitionSubjects(p.opts.Partition),
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("processor: consumer: %w", err)
@@ -215,13 +233,16 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 	if info.State.Msgs == 0 || last <= p.folded {
 		return 0, nil
 	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.EventSubjects}}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: PartitionSubjects(p.opts.Partition)}
 	if p.folded > 0 {
 		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.folded+1
 	}
 	cons, err := stream.OrderedConsumer(ctx, cc)
 	if err != nil {
 		return 0, fmt.Errorf("processor: rebuild consumer: %w", err)
+	}
+	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
+		return 0, nil // nothing of this partition after the snapshot
 	}
 	// Every event up to last must be folded before the state is compared
 	// with the stored facts: a partial state would retract facts whose
@@ -301,7 +322,7 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 		p.logger.Debug("fetch ended", "err", err)
 	}
-	if len(got) == 0 {
+	if !p.adoptForeign() && len(got) == 0 {
 		return nil
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
@@ -310,7 +331,13 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	if err != nil {
 		return err // not acknowledged: redelivered after the ack wait
 	}
-	p.metrics.Approximate.Set(float64(p.state.Approximate()))
+	if err := p.publishIndex(ctx); err != nil {
+		// Other partitions attribute incidents with a stale view until
+		// the next batch publishes again.
+		p.metrics.Errors.WithLabelValues("processor", "index").Inc()
+		p.logger.Warn("publishing production deployments failed", "err", err)
+	}
+	p.metrics.Approximate.WithLabelValues(strconv.Itoa(p.opts.Partition)).Set(float64(p.state.Approximate()))
 	if len(p.opts.Comparers) > 0 {
 		p.gaps.offer(p.state.Gaps())
 	}
@@ -432,27 +459,23 @@ func (p *Processor) newEntities(f correlate.Facts) map[string]string {
 	return out
 }
 
-// refreshTeams rewrites the team of every stored entity from the current
+// RefreshTeams rewrites the team of every stored entity from the current
 // configuration: a changed team mapping re-attributes all history.
-func (p *Processor) refreshTeams(ctx context.Context) error {
-	entities, err := p.store.Entities(ctx)
+func RefreshTeams(ctx context.Context, store Store, cfg correlate.Config) error {
+	entities, err := store.Entities(ctx)
 	if err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
 	teams := map[string]string{}
 	for _, e := range entities {
-		switch {
-		case len(e) > 5 && e[:5] == "repo:":
-			teams[e] = p.opts.Correlate.TeamOfRepo(e[5:])
-		case len(e) > 8 && e[:8] == "service:":
-			teams[e] = p.opts.Correlate.TeamOfService(e[8:])
+		if repo, ok := strings.CutPrefix(e, "repo:"); ok {
+			teams[e] = cfg.TeamOfRepo(repo)
+		} else if service, ok := strings.CutPrefix(e, "service:"); ok {
+			teams[e] = cfg.TeamOfService(service)
 		}
 	}
-	if err := p.store.WriteTeams(ctx, teams, p.nextVersion()); err != nil {
+	if err := store.WriteTeams(ctx, teams, uint64(time.Now().UnixNano())); err != nil {
 		return fmt.Errorf("processor: %w", err)
-	}
-	for e := range teams {
-		p.mapped[e] = true
 	}
 	return nil
 }
@@ -479,7 +502,9 @@ func (p *Processor) Idle(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return info.NumPending == 0 && info.NumAckPending == 0, nil
+	offered := p.foreign.Load()
+	settled := offered == nil || p.foreignApplied.Load() == offered.version
+	return settled && info.NumPending == 0 && info.NumAckPending == 0, nil
 }
 
 func decode(data []byte) (event.Event, error) {

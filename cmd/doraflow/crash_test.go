@@ -23,6 +23,7 @@ import (
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
+	"github.com/doraflow/doraflow/processor"
 	"github.com/doraflow/doraflow/processor/correlate"
 	"github.com/doraflow/doraflow/sinks/clickhouse"
 )
@@ -52,7 +53,7 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	cfg.GitHub.WebhookSecret = "crash"
 	cfg.Listen = "127.0.0.1:0"
 	var yaml strings.Builder
-	yaml.WriteString("processor:\n  batch_size: 25\n  flush_interval: 20ms\n  snapshot_interval: 50ms\n  ack_wait: 2s\nteams:\n")
+	yaml.WriteString("processor:\n  batch_size: 25\n  flush_interval: 20ms\n  snapshot_interval: 50ms\n  ack_wait: 2s\n  lease_ttl: 1s\nteams:\n")
 	for _, tm := range teams {
 		cfg.Teams = append(cfg.Teams, config.Team{Name: tm.Name, Repos: tm.Repos})
 		fmt.Fprintf(&yaml, "  - name: %s\n    repos: [%q]\n", tm.Name, strings.Join(tm.Repos, `", "`))
@@ -79,7 +80,7 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	}
 	t.Logf("kill timings from seed %d (DORAFLOW_CRASH_SEED to repeat)", seed)
 	rng := rand.New(rand.NewPCG(seed, seed))
-	processor := func() *exec.Cmd {
+	startProcessor := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "serve", "--role", "processor", "--config", cfgFile)
 		cmd.Env = append(os.Environ(), beMain+"=1", "DORAFLOW_NATS_URL="+cfg.NATSURL,
 			"DORAFLOW_CLICKHOUSE_DSN="+cfg.ClickHouseDSN, "DORAFLOW_LISTEN=127.0.0.1:0")
@@ -90,7 +91,7 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	}
 	kills, whileSending := 0, 0
 	for done := false; !done || kills < 8; {
-		cmd := processor()
+		cmd := startProcessor()
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
@@ -110,20 +111,26 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	if whileSending < 3 {
 		t.Fatalf("only %d kills landed while webhooks were being sent", whileSending)
 	}
-	final := processor()
+	final := startProcessor()
 	defer func() {
 		_ = final.Process.Signal(syscall.SIGTERM)
 		_ = final.Wait()
 	}()
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for {
-		cons, err := natsSrv.JS.Consumer(waitCtx, bus.EventStream, "doraflow-processor")
-		if err == nil {
-			if info, err := cons.Info(waitCtx); err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
-				break
+	caughtUp := func() bool {
+		for p := range cfg.Processor.Partitions {
+			cons, err := natsSrv.JS.Consumer(waitCtx, bus.EventStream, processor.ConsumerName(p))
+			if err != nil {
+				return false
+			}
+			if info, err := cons.Info(waitCtx); err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
+				return false
 			}
 		}
+		return true
+	}
+	for !caughtUp() {
 		select {
 		case <-waitCtx.Done():
 			t.Fatal("processor did not catch up")
@@ -136,14 +143,23 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	got, err := store.Facts(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := cleanRun(t, cfg, hooks)
-	if g, w := digest(got), digest(want); !slices.Equal(g, w) {
-		t.Fatalf("after %d kills ClickHouse holds other facts than a clean run: %d vs %d rows\nfirst difference: %s",
-			kills, len(g), len(w), firstDifference(g, w))
+	// Partitions learn each other's deployments through the bus: incident
+	// attribution settles shortly after the last event is processed.
+	for {
+		got, err := store.Facts(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := digest(got), digest(want)
+		if slices.Equal(g, w) {
+			break
+		}
+		if waitCtx.Err() != nil {
+			t.Fatalf("after %d kills ClickHouse holds other facts than a clean run: %d vs %d rows\nfirst difference: %s",
+				kills, len(g), len(w), firstDifference(g, w))
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("%d webhooks, %d kills (%d while sending), %d facts identical to a clean run",
 		len(hooks), kills, whileSending, len(want.Deployments)+len(want.Changes)+len(want.Incidents))

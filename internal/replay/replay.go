@@ -39,7 +39,7 @@ type Result struct {
 func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, routes []serve.Route,
 	opts processor.Options, partitions int, progress io.Writer, logger *slog.Logger) (Result, error) {
 	res := Result{Skipped: map[string]int{}}
-	if err := ensureNoProcessor(ctx, js, opts.Consumer); err != nil {
+	if err := ensureNoProcessor(ctx, js, opts.Partitions); err != nil {
 		return res, err
 	}
 	events, err := js.Stream(ctx, bus.EventStream)
@@ -74,50 +74,78 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 	if err := publish(ctx, js, derived, partitions); err != nil {
 		return res, err
 	}
-	// The processors' consumer would redeliver the whole stream as new; a
-	// processor creates it afresh and rebuilds its state from the stream.
-	if err := js.DeleteConsumer(ctx, bus.EventStream, consumerName(opts)); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return res, fmt.Errorf("replay: reset consumer: %w", err)
+	// The processors' consumers would redeliver the whole stream as new,
+	// their saved states and published deployments are of the old stream:
+	// processors start afresh from the new one.
+	for p := range max(partitions, 1) {
+		name := processor.ConsumerName(p)
+		if err := js.DeleteConsumer(ctx, bus.EventStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return res, fmt.Errorf("replay: reset consumer: %w", err)
+		}
+		if err := processor.DeleteSnapshot(ctx, js, name); err != nil {
+			return res, err
+		}
 	}
-	// The processors' saved state is of the old stream.
-	if err := processor.DeleteSnapshot(ctx, js, consumerName(opts)); err != nil {
+	if err := bus.ClearDeploymentIndex(ctx, js); err != nil {
 		return res, err
 	}
-	p := processor.New(js, store, opts, telemetry.New(), logger)
-	res.Rebuild, err = p.Rebuild(ctx)
-	if err != nil {
-		return res, err
-	}
-	return res, nil
+	res.Rebuild, err = rederive(ctx, js, store, opts, logger)
+	return res, err
 }
 
-func consumerName(opts processor.Options) string {
-	if opts.Consumer == "" {
-		return "doraflow-processor"
+// rederive runs every partition's processor over the new stream until all
+// are idle: they bring the stored facts in line with it.
+func rederive(ctx context.Context, js jetstream.JetStream, store processor.Store, opts processor.Options, logger *slog.Logger) (processor.RebuildStats, error) {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	m := processor.NewManager(js, store, opts, telemetry.New(), logger)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	select {
+	case <-m.Ready():
+	case err := <-done:
+		return processor.RebuildStats{}, err
 	}
-	return opts.Consumer
+	for {
+		idle, err := m.Idle(ctx)
+		if err != nil {
+			return processor.RebuildStats{}, err
+		}
+		if idle {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return processor.RebuildStats{}, ctx.Err()
+		case err := <-done:
+			return processor.RebuildStats{}, fmt.Errorf("replay: processors stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	stats := m.Rebuilt()
+	cancel()
+	return stats, <-done
 }
 
 // ensureNoProcessor refuses to replay while a processor pulls events: it
 // would keep writing facts from its old state.
-func ensureNoProcessor(ctx context.Context, js jetstream.JetStream, name string) error {
-	if name == "" {
-		name = "doraflow-processor"
-	}
-	cons, err := js.Consumer(ctx, bus.EventStream, name)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
+func ensureNoProcessor(ctx context.Context, js jetstream.JetStream, partitions int) error {
 	for range 3 {
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("replay: %w", err)
-		}
-		if info.NumWaiting > 0 {
-			return errors.New("replay: a processor is consuming events; stop the processors (serve --role processor or all) first")
+		for p := range max(partitions, 1) {
+			cons, err := js.Consumer(ctx, bus.EventStream, processor.ConsumerName(p))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+			if info.NumWaiting > 0 {
+				return errors.New("replay: a processor is consuming events; stop the processors (serve --role processor or all) first")
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

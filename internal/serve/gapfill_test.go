@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -108,10 +109,11 @@ func TestGapFilledThroughCompareAPI(t *testing.T) {
 		t.Errorf("compare API called %d times, want 2 (two pages)", n)
 	}
 	m := metricsText(t, srv.Addr())
-	for _, want := range []string{`doraflow_gap_fills_total{host="github",result="filled"} 1`, "doraflow_approximate_deployments 0"} {
-		if !strings.Contains(m, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
+	if !strings.Contains(m, `doraflow_gap_fills_total{host="github",result="filled"} 1`) {
+		t.Error("/metrics lacks the filled gap")
+	}
+	if regexp.MustCompile(`doraflow_approximate_deployments\{partition="\d+"\} [1-9]`).MatchString(m) {
+		t.Error("a deployment is still approximate")
 	}
 }
 

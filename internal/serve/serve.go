@@ -53,7 +53,7 @@ type Server struct {
 	Metrics   *telemetry.Metrics
 	Bus       *bus.Bus
 	Store     *clickhouse.Store
-	Processor *processor.Processor
+	Processor *processor.Manager
 	listener  net.Listener
 	http      *http.Server
 	wg        sync.WaitGroup
@@ -111,7 +111,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		s.Processor = processor.New(s.Bus.JS, s.Store, popts, s.Metrics, logger)
+		s.Processor = processor.NewManager(s.Bus.JS, s.Store, popts, s.Metrics, logger)
 		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		s.cancel = cancel
 		s.wg.Add(1)
@@ -165,6 +165,7 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 		AckWait:          cfg.Processor.AckWait,
 		Comparers:        comparers,
 		Partitions:       cfg.Processor.Partitions,
+		LeaseTTL:         cfg.Processor.LeaseTTL,
 	}, nil
 }
 

@@ -32,6 +32,11 @@ const (
 	// one object per consumer.
 	StateBucket = "doraflow_state"
 
+	// DeploymentIndexBucket is the key-value bucket where each partition's
+	// processor publishes its production deployments, so that every
+	// processor attributes incidents against all of them.
+	DeploymentIndexBucket = "doraflow_deployments"
+
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	// Webhook senders retry within hours; beyond the window the processor's
 	// own idempotence takes over.
@@ -180,6 +185,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 	}); err != nil {
 		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
 	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      DeploymentIndexBucket,
+		Description: "production deployments of every partition, for incident attribution",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: key-value bucket %s: %w", DeploymentIndexBucket, err)
+	}
 	return nil
 }
 
@@ -263,4 +276,23 @@ func EventSubject(partition int, typ string) string {
 // RawSubject is the archive subject of a delivery: doraflow.raw.<source>.<event>.
 func RawSubject(source, event string) string {
 	return "doraflow.raw." + Token(source) + "." + Token(event)
+}
+
+// ClearDeploymentIndex removes every entry of the deployment index, for a
+// replay that re-derives all facts.
+func ClearDeploymentIndex(ctx context.Context, js jetstream.JetStream) error {
+	kv, err := js.KeyValue(ctx, DeploymentIndexBucket)
+	if err != nil {
+		return fmt.Errorf("bus: %s: %w", DeploymentIndexBucket, err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("bus: %s: %w", DeploymentIndexBucket, err)
+	}
+	for k := range keys.Keys() {
+		if err := kv.Purge(ctx, k); err != nil {
+			return fmt.Errorf("bus: %s: purge %s: %w", DeploymentIndexBucket, k, err)
+		}
+	}
+	return nil
 }

@@ -123,6 +123,9 @@ type Processor struct {
 	// AckWait: how long an event delivered to a processor that died waits
 	// before it is delivered again.
 	AckWait time.Duration `yaml:"ack_wait"`
+	// LeaseTTL: processors share the partitions through leases on the bus;
+	// a processor that dies hands its partitions over after about this long.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
 }
 
 // Unassigned is the team of repos and services no team claims.
@@ -141,7 +144,7 @@ func Default() Config {
 			MaxBodyBytes:   25 << 20,
 			PublishTimeout: 10 * time.Second,
 		},
-		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second},
+		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second},
 	}
 }
 
@@ -237,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Processor.SnapshotInterval <= 0 {
 		errs = append(errs, fmt.Errorf("processor.snapshot_interval: %s; must be positive, e.g. 30s", c.Processor.SnapshotInterval))
+	}
+	if c.Processor.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("processor.lease_ttl: %s; must be at least 1s", c.Processor.LeaseTTL))
 	}
 	if c.Processor.AckWait < time.Second {
 		errs = append(errs, fmt.Errorf("processor.ack_wait: %s; must be at least 1s", c.Processor.AckWait))

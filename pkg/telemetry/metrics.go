@@ -22,7 +22,7 @@ type Metrics struct {
 	FactsWritten  *prometheus.CounterVec // table
 	ProcessingLag prometheus.Gauge
 	Errors        *prometheus.CounterVec // component, kind
-	Approximate   prometheus.Gauge
+	Approximate   *prometheus.GaugeVec   // partition
 	GapFills      *prometheus.CounterVec // host, result
 	DeadLettered  *prometheus.CounterVec // reason
 }
@@ -71,10 +71,10 @@ func New() *Metrics {
 			Name: "doraflow_errors_total",
 			Help: "Errors by component and kind.",
 		}, []string{"component", "kind"}),
-		Approximate: prometheus.NewGauge(prometheus.GaugeOpts{
+		Approximate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "doraflow_approximate_deployments",
 			Help: "Production deployments whose changes may be incomplete: the push chain to the previous deployment has a gap (missed webhook, force push, truncated push) that no compare API call filled.",
-		}),
+		}, []string{"partition"}),
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_dead_lettered_total",
 			Help: "Messages moved to the dead-letter stream, by reason.",

@@ -325,9 +325,9 @@ func (s *State) SetForeign(deps []ProductionDeployment) bool {
 	return true
 }
 
-// incidentKey is what an incident is partitioned by: its repository, or
+// IncidentKey is what an incident is partitioned by: its repository, or
 // its service (as event.Event.Key).
-func incidentKey(f IncidentFact) string {
+func IncidentKey(f IncidentFact) string {
 	if f.Repo != "" {
 		return "repo:" + f.Repo
 	}

@@ -250,7 +250,7 @@ func (s *State) ownIncidents() map[string]IncidentFact {
 	}
 	out := map[string]IncidentFact{}
 	for id, f := range s.attrib {
-		if s.cfg.OwnsIncident(incidentKey(f)) {
+		if s.cfg.OwnsIncident(IncidentKey(f)) {
 			out[id] = f
 		}
 	}
