@@ -62,6 +62,8 @@ type Options struct {
 	Partitions int
 	// LeaseTTL: how long a dead processor's partitions stay leased.
 	LeaseTTL time.Duration
+	// Retention bounds the state; zero keeps everything.
+	Retention correlate.Retention
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.

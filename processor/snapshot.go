@@ -60,6 +60,10 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: state store: %w", err)
 	}
+	if p.opts.Retention.Keep > 0 {
+		// The horizon moves a day at a time: compaction rebuilds the state.
+		p.state.Compact(time.Now().UTC().Truncate(24*time.Hour), p.opts.Retention)
+	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	snap := snapshot{Seq: p.folded, Taken: time.Now().UTC(), State: p.state.Snapshot()}

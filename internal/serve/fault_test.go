@@ -135,3 +135,24 @@ func TestTeamRemapReattributesHistory(t *testing.T) {
 		t.Errorf("totals changed: %+v vs %+v", after.Total, before.Total)
 	}
 }
+
+// Shortening the retention drops old history from the processors' state
+// but leaves the facts already stored as they are.
+func TestRetentionFreezesOldFacts(t *testing.T) {
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	srv := start(t, cfg)
+	for _, dl := range scenario() {
+		post(t, srv, dl)
+	}
+	assertReport(t, reportOf(t, srv, cfg), expected())
+	stop(srv)
+
+	cfg.Processor.Retention.Keep = 30 * 24 * time.Hour // the scenario is older
+	srv = start(t, cfg)
+	r := reportOf(t, srv, cfg)
+	stop(srv) // snapshots the compacted state
+	srv = start(t, cfg)
+	defer stop(srv)
+	assertReport(t, r, expected())
+	assertReport(t, reportOf(t, srv, cfg), expected())
+}

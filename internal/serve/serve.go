@@ -166,6 +166,7 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 		Comparers:        comparers,
 		Partitions:       cfg.Processor.Partitions,
 		LeaseTTL:         cfg.Processor.LeaseTTL,
+		Retention:        correlate.Retention{Keep: cfg.Processor.Retention.Keep, Margin: cfg.Processor.Retention.Margin},
 	}, nil
 }
 

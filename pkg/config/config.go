@@ -126,6 +126,17 @@ type Processor struct {
 	// LeaseTTL: processors share the partitions through leases on the bus;
 	// a processor that dies hands its partitions over after about this long.
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Retention bounds the processor's state: facts older than Keep are
+	// kept as stored and no longer recomputed; events older than
+	// Keep+Margin leave the state. Margin covers what a kept fact depends on
+	// from before its time (incident look-back, incidents open long).
+	Retention Retention `yaml:"retention"`
+}
+
+// Retention is the processor's state window.
+type Retention struct {
+	Keep   time.Duration `yaml:"keep"`
+	Margin time.Duration `yaml:"margin"`
 }
 
 // Unassigned is the team of repos and services no team claims.
@@ -144,7 +155,8 @@ func Default() Config {
 			MaxBodyBytes:   25 << 20,
 			PublishTimeout: 10 * time.Second,
 		},
-		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second},
+		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second,
+			Retention: Retention{Keep: 400 * 24 * time.Hour, Margin: 30 * 24 * time.Hour}},
 	}
 }
 
@@ -240,6 +252,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Processor.SnapshotInterval <= 0 {
 		errs = append(errs, fmt.Errorf("processor.snapshot_interval: %s; must be positive, e.g. 30s", c.Processor.SnapshotInterval))
+	}
+	if r := c.Processor.Retention; r.Keep <= 0 || r.Margin < c.IncidentLookback {
+		errs = append(errs, fmt.Errorf("processor.retention: keep %s, margin %s; keep must be positive and margin at least incident_lookback (%s), e.g. keep 400 days (9600h), margin 30 days (720h)",
+			r.Keep, r.Margin, c.IncidentLookback))
 	}
 	if c.Processor.LeaseTTL < time.Second {
 		errs = append(errs, fmt.Errorf("processor.lease_ttl: %s; must be at least 1s", c.Processor.LeaseTTL))

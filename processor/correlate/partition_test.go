@@ -134,3 +134,98 @@ func summaryWithRepo(f Facts) []string {
 	slices.SortFunc(out, strings.Compare)
 	return out
 }
+
+// Compacting the state keeps every fact newer than the retention exactly as
+// without compaction, writes nothing for them, and survives a snapshot.
+func TestRetentionKeepsRecentFacts(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := staggered(multiRepoHistory(t), 120*time.Hour)
+		if len(events) == 0 {
+			return
+		}
+		last := slices.MaxFunc(events, func(a, b event.Event) int { return a.OccurredAt.Compare(b.OccurredAt) }).OccurredAt
+		// The margin covers the look-back (72h) and incidents (open at most 30h).
+		r := Retention{Keep: time.Duration(rapid.IntRange(0, 150).Draw(t, "keep")) * time.Hour, Margin: 110 * time.Hour}
+		now := last.Add(time.Duration(rapid.IntRange(0, 10).Draw(t, "after")) * time.Hour)
+		frozen := now.Add(-r.Keep)
+
+		whole := New(testConfig())
+		compacted := New(testConfig())
+		for _, e := range events {
+			whole.Apply(e)
+			compacted.Apply(e)
+		}
+		whole.Flush()
+		compacted.Flush()
+		compacted.Compact(now, r)
+		if rows := compacted.Flush(); rows.Len() != 0 {
+			t.Fatalf("compaction changed %d rows: %q", rows.Len(), summaryWithRepo(rows))
+		}
+		want := summaryWithRepo(recentFacts(whole.Current(), frozen))
+		if got := summaryWithRepo(compacted.Current()); !reflect.DeepEqual(got, want) {
+			t.Fatalf("facts after compaction differ:\n whole:     %q\n compacted: %q", want, got)
+		}
+		restored := New(testConfig())
+		restored.Restore(compacted.Snapshot())
+		restored.Remember(whole.Current()) // the store holds frozen facts too
+		if rows := restored.Flush(); rows.Len() != 0 {
+			t.Fatalf("restoring the compacted snapshot changed %d rows: %q", rows.Len(), summaryWithRepo(rows))
+		}
+	})
+}
+
+func recentFacts(f Facts, frozen time.Time) Facts {
+	var out Facts
+	for _, r := range f.Deployments {
+		if !r.Fact.FinishedAt.Before(frozen) {
+			out.Deployments = append(out.Deployments, r)
+		}
+	}
+	for _, r := range f.Changes {
+		if !r.Fact.DeployedAt.Before(frozen) {
+			out.Changes = append(out.Changes, r)
+		}
+	}
+	for _, r := range f.Incidents {
+		if !r.Fact.OpenedAt.Before(frozen) {
+			out.Incidents = append(out.Incidents, r)
+		}
+	}
+	return out
+}
+
+// staggered shifts the n-th repository's history (ids start "acme/r<n>:")
+// by n steps, so that histories follow each other in time.
+func staggered(events []event.Event, step time.Duration) []event.Event {
+	out := make([]event.Event, 0, len(events))
+	for _, e := range events {
+		var n int
+		if _, err := fmt.Sscanf(e.ID, "acme/r%d:", &n); err != nil {
+			panic(err) // the generator names every event so
+		}
+		out = append(out, shifted(e, time.Duration(n)*step))
+	}
+	return out
+}
+
+func shifted(e event.Event, d time.Duration) event.Event {
+	e.OccurredAt = e.OccurredAt.Add(d)
+	if e.Push != nil {
+		p := *e.Push
+		p.Commits = slices.Clone(p.Commits)
+		for i := range p.Commits {
+			p.Commits[i].Time = p.Commits[i].Time.Add(d)
+		}
+		e.Push = &p
+	}
+	if e.Incident != nil {
+		inc := *e.Incident
+		inc.OpenedAt = inc.OpenedAt.Add(d)
+		if inc.ResolvedAt != nil {
+			r := inc.ResolvedAt.Add(d)
+			inc.ResolvedAt = &r
+		}
+		e.Incident = &inc
+	}
+	return e
+}

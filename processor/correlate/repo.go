@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -16,6 +17,9 @@ type repoState struct {
 	merges  map[string]event.Merge // by merge sha
 	deploys map[string]*deployState
 	hosts   map[string]bool // sources whose pushes or merges describe the repo
+	// baseline: commits shipped by deployments that retention dropped; the
+	// walk from later deployments stops at them as at any covered commit.
+	baseline map[string]bool
 }
 
 type commit struct {
@@ -44,7 +48,7 @@ type deployStatus struct {
 
 func newRepoState(name string) *repoState {
 	return &repoState{name: name, commits: map[string]*commit{}, merges: map[string]event.Merge{},
-		deploys: map[string]*deployState{}, hosts: map[string]bool{}}
+		deploys: map[string]*deployState{}, hosts: map[string]bool{}, baseline: map[string]bool{}}
 }
 
 func (r *repoState) node(sha string) *commit {
@@ -176,7 +180,7 @@ func (r *repoState) compute(cfg Config) *repoFacts {
 	}
 
 	rewrites := r.rewrites()
-	covered := map[string]bool{}
+	covered := maps.Clone(r.baseline)
 	for pi, i := range rf.production {
 		d := &rf.deployments[i]
 		if pi > 0 {

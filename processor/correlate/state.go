@@ -41,6 +41,8 @@ type State struct {
 	strays Facts
 	// foreign are other partitions' production deployments.
 	foreign []ProductionDeployment
+	// frozenBefore: facts older than this are kept as stored (Compact).
+	frozenBefore time.Time
 	// approximate counts emitted production deployments whose changes may
 	// be incomplete (a gap in the push chain).
 	approximate int
@@ -122,6 +124,7 @@ func (s *State) repo(name string) *repoState {
 // stored live at two times (left by an earlier fault) keeps one row; the
 // other is retracted at the next Flush.
 func (s *State) Remember(f Facts) {
+	defer s.forgetFrozen()
 	for _, r := range f.Deployments {
 		if r.Live {
 			if old, ok := s.emitted.deployments[r.Fact.Key()]; ok {
@@ -183,7 +186,8 @@ func (s *State) Flush() Facts {
 		}
 		s.attrib = attrib
 		s.incDirty = false
-		out.Incidents = diff(s.emitted.incidents, s.ownIncidents(), func(f IncidentFact) string { return f.ID },
+		out.Incidents = diff(s.emitted.incidents, unfrozen(s.ownIncidents(), func(f IncidentFact) bool { return s.frozen(f.OpenedAt) }),
+			func(f IncidentFact) string { return f.ID },
 			sameIncident, func(a, b IncidentFact) bool { return a.OpenedAt.Equal(b.OpenedAt) })
 	}
 	for _, name := range sortedKeys(affected) {
@@ -194,7 +198,9 @@ func (s *State) Flush() Facts {
 		deps := s.deploymentFacts(name, rf)
 		cur := map[DeploymentKey]DeploymentFact{}
 		for _, d := range deps {
-			cur[d.Key()] = d
+			if !s.frozen(d.FinishedAt) {
+				cur[d.Key()] = d
+			}
 		}
 		old := map[DeploymentKey]DeploymentFact{}
 		for k, v := range s.emitted.deployments {
@@ -215,12 +221,14 @@ func (s *State) Flush() Facts {
 				oldC[k] = v
 			}
 		}
-		crows := diff(oldC, rf.changes, ChangeFact.Key, sameChange,
+		curC := unfrozen(rf.changes, func(f ChangeFact) bool { return s.frozen(f.DeployedAt) })
+		crows := diff(oldC, curC, ChangeFact.Key, sameChange,
 			func(a, b ChangeFact) bool { return a.DeployedAt.Equal(b.DeployedAt) })
-		applyRows(s.emitted.changes, crows, ChangeFact.Key, rf.changes)
+		applyRows(s.emitted.changes, crows, ChangeFact.Key, curC)
 		out.Changes = append(out.Changes, crows...)
 	}
-	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID }, s.ownIncidents())
+	applyRows(s.emitted.incidents, out.Incidents, func(f IncidentFact) string { return f.ID },
+		unfrozen(s.ownIncidents(), func(f IncidentFact) bool { return s.frozen(f.OpenedAt) }))
 	// A stray at the key and time of a row written now is replaced by it;
 	// a tombstone of the same version there would tie with it.
 	out.Deployments = dropShadowedStrays(out.Deployments, func(f DeploymentFact) string {
@@ -241,6 +249,17 @@ func dropShadowedStrays[F any](rows []Row[F], at func(F) string) []Row[F] {
 		}
 	}
 	return slices.DeleteFunc(rows, func(r Row[F]) bool { return !r.Live && live[at(r.Fact)] })
+}
+
+// unfrozen keeps the facts retention has not frozen.
+func unfrozen[K comparable, F any](facts map[K]F, isFrozen func(F) bool) map[K]F {
+	out := make(map[K]F, len(facts))
+	for k, f := range facts {
+		if !isFrozen(f) {
+			out[k] = f
+		}
+	}
+	return out
 }
 
 // ownIncidents are the attributed incidents whose facts this state writes.
@@ -398,19 +417,47 @@ func (s *State) Current() Facts {
 	return out
 }
 
-// Snapshot is the state in a form to store and restore: the events folded.
-// The facts already stored are not part of it — they are read from the
-// store, which is the truth even for writes made after the snapshot.
+// Snapshot is the state in a form to store and restore: the events folded,
+// and what retention left of older history. The facts already stored are
+// not part of it — they are read from the store, which is the truth even
+// for writes made after the snapshot.
 type Snapshot struct {
-	Events []event.Event `json:"events"`
+	Events       []event.Event       `json:"events"`
+	Baselines    map[string][]string `json:"baselines,omitempty"`
+	FrozenBefore time.Time           `json:"frozen_before,omitzero"`
 }
 
 // Snapshot captures the state.
-func (s *State) Snapshot() Snapshot { return Snapshot{Events: slices.Clone(s.events)} }
+func (s *State) Snapshot() Snapshot {
+	snap := Snapshot{Events: slices.Clone(s.events), FrozenBefore: s.frozenBefore}
+	for _, name := range sortedKeys(keysOf(s.repos)) {
+		if b := s.repos[name].baseline; len(b) > 0 {
+			if snap.Baselines == nil {
+				snap.Baselines = map[string][]string{}
+			}
+			snap.Baselines[name] = sortedKeys(b)
+		}
+	}
+	return snap
+}
 
-// Restore folds a snapshot's events.
-func (s *State) Restore(snap Snapshot) {
+// Restore folds a snapshot into the state.
+func (s *State) Restore(snap Snapshot) { s.restore(snap) }
+
+func (s *State) restore(snap Snapshot) {
+	if snap.FrozenBefore.After(s.frozenBefore) {
+		s.frozenBefore = snap.FrozenBefore
+	}
+	for name, shas := range snap.Baselines {
+		r := s.repo(name)
+		for _, sha := range shas {
+			r.baseline[sha] = true
+		}
+		s.dirty[name] = true
+	}
 	for _, e := range snap.Events {
 		s.Apply(e)
 	}
+	s.incDirty = true
+	s.forgetFrozen()
 }
