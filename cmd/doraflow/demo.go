@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -44,7 +45,8 @@ collector, waits until every event is processed and prints the per-team report.`
 			}
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
-			srv, err := serve.Start(ctx, cfg, serve.RoleAll, newLogger())
+			// Warnings only: the progress bar and the table are the output.
+			srv, err := serve.Start(ctx, cfg, serve.RoleAll, loggerAt(slog.LevelWarn))
 			if err != nil {
 				return err
 			}

@@ -15,7 +15,7 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.RunClickHouse(m)) }
 
-func open(t *testing.T) *Store {
+func open(t testing.TB) *Store {
 	t.Helper()
 	s, err := Open(context.Background(), testenv.ClickHouse(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
