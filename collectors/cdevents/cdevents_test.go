@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/doraflow/doraflow/collectors/webhook"
+	"github.com/doraflow/doraflow/collectors/webhook/webhooktest"
 	"github.com/doraflow/doraflow/pkg/event"
 	"github.com/doraflow/doraflow/pkg/telemetry"
 )
@@ -215,25 +216,9 @@ func TestParse(t *testing.T) {
 			t.Run(string(m)+"/"+tc.file, func(t *testing.T) {
 				h, body := request(t, m, fixture(t, tc.file), tc.attrs)
 				events, err := parse(s, h, body)
-				switch {
-				case tc.ignored != "":
-					if !errors.Is(err, webhook.ErrIgnored) || !strings.Contains(err.Error(), tc.ignored) {
-						t.Fatalf("want ignored (%s), got %v %v", tc.ignored, events, err)
-					}
-					return
-				case tc.bad != "":
-					if err == nil || errors.Is(err, webhook.ErrIgnored) || !strings.Contains(err.Error(), tc.bad) {
-						t.Fatalf("want error containing %q, got %v %v", tc.bad, events, err)
-					}
-					return
+				if e, ok := webhooktest.Expect(t, events, err, tc.ignored, tc.bad); ok {
+					tc.check(t, e)
 				}
-				if err != nil || len(events) != 1 {
-					t.Fatalf("got %v, %v", events, err)
-				}
-				if err := events[0].Validate(); err != nil {
-					t.Fatal(err)
-				}
-				tc.check(t, events[0])
 			})
 		}
 	}

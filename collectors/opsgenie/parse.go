@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/doraflow/doraflow/collectors/webhook"
 	"github.com/doraflow/doraflow/pkg/event"
@@ -136,7 +135,7 @@ func serviceOf(a alert) string {
 // receipt, which would make the event differ between retries.
 func snapshot(p payload, service string) (event.Event, error) {
 	a := p.Alert
-	if !validID(a.AlertID) {
+	if !event.ValidID(a.AlertID) {
 		return event.Event{}, errors.New("alert.alertId is missing or not printable")
 	}
 	opened, err := epochTime(a.CreatedAt)
@@ -201,19 +200,4 @@ func epochTime(n json.Number) (time.Time, error) {
 	default:
 		return time.Unix(0, v).UTC(), nil
 	}
-}
-
-// validID reports whether an id from the body can be used in event ids,
-// which travel in message headers: it must not be empty nor carry control
-// characters that would break the header.
-func validID(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
 }

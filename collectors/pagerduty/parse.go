@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode"
 
 	"github.com/doraflow/doraflow/collectors/webhook"
 	"github.com/doraflow/doraflow/pkg/event"
@@ -82,13 +81,13 @@ func snapshot(p *payload) (event.Event, error) {
 	ev := p.Event
 	inc := ev.Data
 	switch {
-	case !validID(ev.ID):
+	case !event.ValidID(ev.ID):
 		return event.Event{}, errors.New("event.id is missing or not printable")
 	case ev.OccurredAt.IsZero():
 		return event.Event{}, errors.New("event.occurred_at is missing")
 	case inc.Type != "" && inc.Type != "incident":
 		return event.Event{}, fmt.Errorf("event.data is a %q, not an incident", inc.Type)
-	case !validID(inc.ID):
+	case !event.ValidID(inc.ID):
 		return event.Event{}, errors.New("event.data.id (the incident id) is missing or not printable")
 	case inc.Service.Summary == "":
 		return event.Event{}, errors.New("event.data.service.summary (the service name) is missing")
@@ -111,19 +110,4 @@ func snapshot(p *payload) (event.Event, error) {
 		OccurredAt: occurred,
 		Incident:   snap,
 	}, nil
-}
-
-// validID reports whether an id from the body can be used in event ids,
-// which travel in message headers: it must not be empty nor carry control
-// characters that would break the header.
-func validID(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"time"
+	"unicode"
 )
 
 // Type names the kind of an event. The values are stable: they are part of the
@@ -212,4 +213,19 @@ func CompareEvent(source, repo, base, head string, push *Push) (Event, error) {
 		OccurredAt: push.Commits[len(push.Commits)-1].Time,
 		Push:       push,
 	}, nil
+}
+
+// ValidID reports whether an id taken from a payload can name an event:
+// ids travel in message headers, so it must be neither empty, nor over 256
+// bytes, nor carry control characters.
+func ValidID(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
