@@ -231,7 +231,10 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("processor: stream info: %w", err)
 	}
-	last := info.State.LastSeq
+	// Fold what the partition's consumer has acknowledged: what was
+	// processed before. The rest comes through the consumer, where a
+	// message delivered too often is dead-lettered before it is folded.
+	last := min(info.State.LastSeq, p.ackFloor(ctx))
 	if info.State.Msgs == 0 || last <= p.folded {
 		return 0, nil
 	}
@@ -267,6 +270,10 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 			if err != nil {
 				return n, fmt.Errorf("processor: rebuild: %w", err)
 			}
+			if meta.Sequence.Stream > last {
+				pending = 0
+				break
+			}
 			seq, pending = meta.Sequence.Stream, meta.NumPending
 			p.folded = max(p.folded, seq)
 			got++
@@ -285,6 +292,20 @@ func (p *Processor) rebuild(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// ackFloor is the last stream sequence up to which the partition's consumer
+// has every message acknowledged; 0 before it exists.
+func (p *Processor) ackFloor(ctx context.Context) uint64 {
+	cons, err := p.js.Consumer(ctx, bus.EventStream, p.opts.Consumer)
+	if err != nil {
+		return 0
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0
+	}
+	return info.AckFloor.Stream
 }
 
 // batch fetches up to BatchSize messages (waiting at most FlushInterval),
@@ -398,6 +419,12 @@ func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetst
 	if _, err := p.js.PublishMsg(ctx, dl); err != nil {
 		p.logger.Error("dead-letter publish failed; message left for redelivery", "subject", m.Subject(), "err", err)
 		return
+	}
+	// Out of the event stream too, or every rebuild would fold it again.
+	if stream, err := p.js.Stream(ctx, bus.EventStream); err == nil {
+		if err := stream.DeleteMsg(ctx, meta.Sequence.Stream); err != nil {
+			p.logger.Warn("dead letter left in the event stream", "seq", meta.Sequence.Stream, "err", err)
+		}
 	}
 	_ = m.Term()
 	p.metrics.DeadLettered.WithLabelValues(kind).Inc()

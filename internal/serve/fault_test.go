@@ -4,16 +4,22 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
+	"github.com/doraflow/doraflow/pkg/event"
+	"github.com/doraflow/doraflow/processor"
 )
 
 func metricsText(t *testing.T, addr string) string {
@@ -155,4 +161,61 @@ func TestRetentionFreezesOldFacts(t *testing.T) {
 	defer stop(srv)
 	assertReport(t, r, expected())
 	assertReport(t, reportOf(t, srv, cfg), expected())
+}
+
+// An event that keeps failing (here: delivered again and again without
+// being acknowledged, as when it crashes the processor) goes to the
+// dead-letter stream with the reason, out of the event stream, and counts
+// for nothing.
+func TestRedeliveredEventIsDeadLettered(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	cfg.Processor.AckWait = time.Second
+	poison := githubtest.DeploymentStatus("x", "acme/pay-api", 9, 99, githubtest.SHA("x1"), "production", "success", at(2, 0, 0))
+	partition := event.Partition("repo:acme/pay-api", cfg.Processor.Partitions)
+	func() { // a processor that dies on the event, six times over
+		srv, err := serve.Start(ctx, cfg, serve.RoleCollector, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop(srv)
+		post(t, srv, poison)
+		cons, err := srv.Bus.JS.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
+			Durable: processor.ConsumerName(partition), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second,
+			FilterSubjects: processor.PartitionSubjects(partition),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 6 {
+			if _, err := cons.Next(jetstream.FetchMaxWait(3 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}()
+	srv := start(t, cfg)
+	defer stop(srv)
+	r := reportOf(t, srv, cfg)
+	if r.Total.Deployments != 0 {
+		t.Errorf("the dead-lettered deployment counts: %+v", r.Total)
+	}
+	dlq, err := srv.Bus.JS.Stream(ctx, bus.DeadLetterStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := dlq.GetLastMsgForSubject(ctx, "doraflow.dlq.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reason := msg.Header.Get(bus.HeaderReason); !strings.Contains(reason, "delivered 7 times") {
+		t.Errorf("dead-letter reason %q", reason)
+	}
+	if !strings.Contains(metricsText(t, srv.Addr()), `doraflow_dead_lettered_total{reason="redelivered"} 1`) {
+		t.Error("not counted in /metrics")
+	}
+	stop(srv)
+	srv = start(t, cfg) // a rebuild does not fold it either
+	if r := reportOf(t, srv, cfg); r.Total.Deployments != 0 {
+		t.Errorf("after a restart the dead-lettered deployment counts: %+v", r.Total)
+	}
 }
