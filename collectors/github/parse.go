@@ -79,18 +79,15 @@ func parsePush(p *gh.PushEvent) ([]event.Event, error) {
 		}
 		push.Commits = append(push.Commits, event.Commit{SHA: c.GetID(), Time: c.GetTimestamp().UTC()})
 	}
+	// Without new commits (a branch deleted, or created at a known commit)
+	// a push changes nothing doraflow measures.
+	if len(push.Commits) == 0 {
+		return nil, webhook.Ignored("push without new commits")
+	}
 	// A push payload has no time of its own but the repository's pushed_at.
 	at := p.GetRepo().GetPushedAt().Time
-	if at.IsZero() && len(push.Commits) > 0 {
+	if at.IsZero() {
 		at = push.Commits[len(push.Commits)-1].Time
-	}
-	if at.IsZero() {
-		at = p.GetHeadCommit().GetTimestamp().Time
-	}
-	if at.IsZero() {
-		// A branch delete carries no time at all; the event still matters
-		// only as part of the chain, so any fixed time will do.
-		at = time.Unix(0, 0)
 	}
 	return []event.Event{{
 		ID:         fmt.Sprintf("github:push:%s:%s:%s:%s", repo, ref, push.Before, push.After),

@@ -134,11 +134,13 @@ func parsePush(p *gl.PushEvent) ([]event.Event, error) {
 		// payload does not say whether a push was forced.
 		Truncated: p.TotalCommitsCount > len(commits),
 	}
-	// A push payload has no time of its own: use the newest commit's.
-	at := time.Unix(0, 0).UTC()
-	if n := len(commits); n > 0 {
-		at = commits[n-1].Time
+	// Without new commits (a branch deleted, or created at a known commit)
+	// a push changes nothing doraflow measures.
+	if len(commits) == 0 {
+		return nil, webhook.Ignored("push without new commits")
 	}
+	// A push payload has no time of its own: use the newest commit's.
+	at := commits[len(commits)-1].Time
 	return []event.Event{{
 		ID:         fmt.Sprintf("gitlab:push:%s:%s:%s:%s", repo, p.Ref, p.Before, p.After),
 		Source:     source,

@@ -33,7 +33,7 @@ func (echo) Identify(h http.Header, _ []byte) (string, string, error) {
 }
 func (echo) Parse(d webhook.Delivery) ([]event.Event, error) {
 	return []event.Event{{ID: "echo:" + string(d.Body), Source: "echo", Type: event.TypeIncident, Service: "svc",
-		OccurredAt: time.Unix(1, 0), Incident: &event.Incident{ID: "i", OpenedAt: time.Unix(1, 0)}}}, nil
+		OccurredAt: event.MinTime, Incident: &event.Incident{ID: "i", OpenedAt: event.MinTime}}}, nil
 }
 
 func TestPublishThenAnswer(t *testing.T) {

@@ -251,6 +251,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 	noSig.Header.Del("X-Hub-Signature-256")
 	malformed := githubtest.Delivery{Event: "push", ID: "m1", Body: []byte(`{"ref": "refs/heads/main", "commits": [`)}
 	wrongShape := githubtest.Delivery{Event: "push", ID: "m2", Body: []byte(`{"ref": "refs/heads/main", "after": "x", "repository": {"full_name": "acme/pay-api"}, "commits": [{"id": "abc"}]}`)}
+	future := githubtest.Push("f1", "acme/pay-api", strings.Repeat("0", 40), githubtest.SHA("f1"),
+		githubtest.Commit{SHA: githubtest.SHA("f1"), Time: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)})
 	huge := githubtest.Delivery{Event: "push", ID: "h1", Body: []byte(`{"pad": "` + strings.Repeat("x", 2<<20) + `"}`)}
 	get, _ := http.NewRequest(http.MethodGet, url, nil)
 	cases := []struct {
@@ -263,6 +265,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"missing signature", noSig, 401, "X-Hub-Signature-256"},
 		{"malformed JSON", githubtest.Request(url, secret, malformed), 400, "malformed JSON"},
 		{"commit without timestamp", githubtest.Request(url, secret, wrongShape), 400, "timestamp"},
+		{"time the store cannot hold", githubtest.Request(url, secret, future), 400, "outside 1971-2100"},
 		{"oversized", githubtest.Request(url, secret, huge), 413, "limit"},
 		{"missing event type", withHeader(good, "X-GitHub-Event", ""), 400, "X-Github-Event"},
 		{"unknown event type", withHeader(good, "X-GitHub-Event", "star"), 200, "ignored"},

@@ -118,6 +118,23 @@ func (e *Event) Validate() error {
 	if e.OccurredAt.IsZero() {
 		return fmt.Errorf("event %s: time is required", e.ID)
 	}
+	times := []time.Time{e.OccurredAt}
+	if e.Push != nil {
+		for _, c := range e.Push.Commits {
+			times = append(times, c.Time)
+		}
+	}
+	if e.Incident != nil {
+		times = append(times, e.Incident.OpenedAt)
+		if e.Incident.ResolvedAt != nil {
+			times = append(times, *e.Incident.ResolvedAt)
+		}
+	}
+	for _, t := range times {
+		if t.Before(MinTime) || !t.Before(MaxTime) {
+			return fmt.Errorf("event %s: time %s is outside %d-%d", e.ID, t.Format(time.RFC3339), MinTime.Year(), MaxTime.Year())
+		}
+	}
 	set := 0
 	for _, p := range []bool{e.Push != nil, e.Merge != nil, e.Deployment != nil, e.Incident != nil} {
 		if p {
@@ -176,6 +193,14 @@ func Partition(key string, n int) int {
 	h.Write([]byte(key))
 	return int(h.Sum32() % uint32(n))
 }
+
+// The times an event may carry: what the fact store's DateTime holds. A
+// fact it refuses would stop its partition's writes for good, so such an
+// event is refused at the edge.
+var (
+	MinTime = time.Date(1971, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // ZeroSHA is what Git hosts send for "no commit" (a created or deleted ref).
 const ZeroSHA = "0000000000000000000000000000000000000000"
