@@ -127,3 +127,67 @@ func teamOf(t *testing.T, r report.Report, name string) dora.TeamMetrics {
 	t.Fatalf("no team %s in the report", name)
 	return dora.TeamMetrics{}
 }
+
+// GitLab sends at most 20 commits a push: with a token, the cut part comes
+// from GitLab's compare API, and the deployment's changes become exact.
+func TestGitLabTruncatedPushFilled(t *testing.T) {
+	const project = "acme/pay-gitlab"
+	zero := strings.Repeat("0", 40)
+	a, m, h := githubtest.SHA("gt-a"), githubtest.SHA("gt-m"), githubtest.SHA("gt-h")
+	var calls atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		q := r.URL.Query()
+		if r.Header.Get("PRIVATE-TOKEN") != "gl-api" || r.URL.EscapedPath() != "/api/v4/projects/acme%2Fpay-gitlab/repository/compare" ||
+			q.Get("from") != a || q.Get("to") != h {
+			http.Error(w, `{"message": "404 Not Found"}`, http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"commits": [{"id": %q, "authored_date": "2026-01-03T08:00:00Z"}, {"id": %q, "authored_date": "2026-01-03T09:00:00Z"}],
+			"compare_timeout": false}`, m, h)
+	}))
+	defer api.Close()
+	cfg := srcConfig(t)
+	cfg.GitLab.Token, cfg.GitLab.APIURL = "gl-api", api.URL+"/api/v4"
+	srv := start(t, cfg)
+	defer stop(srv)
+	gitlab := func(event, key string, body []byte) *http.Request {
+		return srcRequest(srv, "/webhooks/gitlab", body, map[string]string{"X-Gitlab-Token": srcGitLabToken,
+			"X-Gitlab-Event": event, "Idempotency-Key": key})
+	}
+	commit := func(sha, ts string) map[string]any {
+		return map[string]any{"id": sha, "message": "change", "title": "change", "timestamp": ts,
+			"url": "https://gitlab.example.com/" + project + "/-/commit/" + sha}
+	}
+	push := func(before, after string, total int, commits ...any) []byte {
+		return srcFixture(t, "gitlab", "push.json", map[string]any{"before": before, "after": after, "checkout_sha": after,
+			"ref": "refs/heads/main", "project.path_with_namespace": project, "commits": commits, "total_commits_count": total})
+	}
+	deployment := func(id int, sha, changed string) []byte {
+		return srcFixture(t, "gitlab", "deployment.json", map[string]any{"status": "success", "status_changed_at": changed,
+			"deployment_id": id, "environment": "production", "project.path_with_namespace": project, "short_sha": sha[:8],
+			"commit_url": "https://gitlab.example.com/" + project + "/-/commit/" + sha})
+	}
+	srcAccepted(t, gitlab("Push Hook", "p1", push(zero, a, 1, commit(a, "2026-01-02T08:00:00Z"))), 1)
+	srcAccepted(t, gitlab("Deployment Hook", "d1", deployment(1, a, "2026-01-02 10:00:00 UTC")), 1)
+	// Two commits pushed, only the newest listed.
+	srcAccepted(t, gitlab("Push Hook", "p2", push(a, h, 2, commit(h, "2026-01-03T09:00:00Z"))), 1)
+	srcAccepted(t, gitlab("Deployment Hook", "d2", deployment(2, h, "2026-01-03 12:00:00 UTC")), 1)
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		pay := teamOf(t, reportOf(t, srv, cfg), "payments")
+		if pay.Changes == 3 {
+			// a 2h; m 4h, h 3h: sorted [2h 3h 4h], median 3h, p90 4h.
+			if *pay.LeadTimeMedianSeconds != 3*3600 || *pay.LeadTimeP90Seconds != 4*3600 {
+				t.Errorf("lead times after the fill: %v %v", *pay.LeadTimeMedianSeconds, *pay.LeadTimeP90Seconds)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("truncated push not filled: %d changes, want 3 (compare API called %d times)", pay.Changes, calls.Load())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
