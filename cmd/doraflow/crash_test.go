@@ -32,9 +32,11 @@ import (
 // kills a real processor process.
 const beMain = "DORAFLOW_TEST_BE_MAIN"
 
-// The processor is SIGKILLed at random points while webhooks flow, and
-// restarted each time; ClickHouse ends up holding exactly the facts of a
-// clean run: nothing acknowledged is lost, nothing is counted twice.
+// Two processor processes share the partitions while webhooks flow; one of
+// them, at random, is SIGKILLed and restarted, again and again. ClickHouse
+// ends up holding exactly the facts of a clean run: nothing acknowledged is
+// lost, nothing is counted twice, and partitions move between the processes
+// without two working on one.
 func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test runs in the full suite")
@@ -89,12 +91,22 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		}
 		return cmd
 	}
+	// Two processor processes share the partitions; each round one of them,
+	// at random, is killed and started again.
+	procs := []*exec.Cmd{startProcessor(), startProcessor()}
+	defer func() {
+		for _, p := range procs {
+			_ = p.Process.Signal(syscall.SIGTERM)
+			_ = p.Wait()
+		}
+	}()
 	kills, whileSending := 0, 0
 	for done := false; !done || kills < 8; {
-		cmd := startProcessor()
 		time.Sleep(time.Duration(100+rng.IntN(600)) * time.Millisecond)
-		_ = cmd.Process.Signal(syscall.SIGKILL)
-		_ = cmd.Wait()
+		victim := rng.IntN(len(procs))
+		_ = procs[victim].Process.Signal(syscall.SIGKILL)
+		_ = procs[victim].Wait()
+		procs[victim] = startProcessor()
 		kills++
 		if !done {
 			whileSending++
@@ -111,11 +123,6 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	if whileSending < 3 {
 		t.Fatalf("only %d kills landed while webhooks were being sent", whileSending)
 	}
-	final := startProcessor()
-	defer func() {
-		_ = final.Process.Signal(syscall.SIGTERM)
-		_ = final.Wait()
-	}()
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	caughtUp := func() bool {
