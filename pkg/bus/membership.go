@@ -190,8 +190,6 @@ func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, o
 	return m, nil
 }
 
-// ID is this member's id.
-func (m *Membership) ID() string { return m.id }
 
 // Owned returns the partitions this member owns, as last reported through
 // onChange (a copy).

@@ -72,9 +72,6 @@ func New(cfg Config) *State {
 	}
 }
 
-// Seen reports whether an event with this id was folded already.
-func (s *State) Seen(id string) bool { return s.seen[id] }
-
 // Apply folds one event into the state. It returns false for an event seen
 // before (a duplicate), which changes nothing.
 func (s *State) Apply(e event.Event) bool {
