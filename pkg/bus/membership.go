@@ -190,7 +190,6 @@ func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, o
 	return m, nil
 }
 
-
 // Owned returns the partitions this member owns, as last reported through
 // onChange (a copy).
 func (m *Membership) Owned() []int {
