@@ -3,7 +3,11 @@
 // It does no I/O, so it is tested exhaustively and replayed as it runs live.
 package correlate
 
-import "time"
+import (
+	"cmp"
+	"strings"
+	"time"
+)
 
 // DeploymentFact is one deployment attempt, production or not, with what the
 // metrics need to know about it.
@@ -28,6 +32,13 @@ type DeploymentFact struct {
 // DeploymentKey identifies a deployment fact.
 type DeploymentKey struct{ Repo, ID string }
 
+// Compare orders keys by repository, then id.
+func (k DeploymentKey) Compare(o DeploymentKey) int {
+	return cmp.Or(strings.Compare(k.Repo, o.Repo), strings.Compare(k.ID, o.ID))
+}
+
+func (k DeploymentKey) String() string { return k.Repo + "\x00" + k.ID }
+
 // Key is the fact's natural key.
 func (f DeploymentFact) Key() DeploymentKey { return DeploymentKey{f.Repo, f.ID} }
 
@@ -47,6 +58,13 @@ func (f ChangeFact) LeadTime() time.Duration { return max(f.DeployedAt.Sub(f.Com
 
 // ChangeKey identifies a change fact.
 type ChangeKey struct{ Repo, SHA string }
+
+// Compare orders keys by repository, then sha.
+func (k ChangeKey) Compare(o ChangeKey) int {
+	return cmp.Or(strings.Compare(k.Repo, o.Repo), strings.Compare(k.SHA, o.SHA))
+}
+
+func (k ChangeKey) String() string { return k.Repo + "\x00" + k.SHA }
 
 // Key is the fact's natural key.
 func (f ChangeFact) Key() ChangeKey { return ChangeKey{f.Repo, f.SHA} }

@@ -1,8 +1,8 @@
 package correlate
 
 import (
-	"cmp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/doraflow/doraflow/pkg/event"
@@ -184,8 +184,7 @@ func (s *State) Flush() Facts {
 		s.attrib = attrib
 		s.incDirty = false
 		out.Incidents = diff(s.emitted.incidents, unfrozen(s.ownIncidents(), func(f IncidentFact) bool { return s.frozen(f.OpenedAt) }),
-			func(f IncidentFact) string { return f.ID },
-			sameIncident, func(a, b IncidentFact) bool { return a.OpenedAt.Equal(b.OpenedAt) })
+			strings.Compare, sameIncident, func(a, b IncidentFact) bool { return a.OpenedAt.Equal(b.OpenedAt) })
 	}
 	for _, name := range sortedKeys(affected) {
 		rf := s.computed[name]
@@ -205,7 +204,7 @@ func (s *State) Flush() Facts {
 				old[k] = v
 			}
 		}
-		rows := diff(old, cur, DeploymentFact.Key, sameDeployment,
+		rows := diff(old, cur, DeploymentKey.Compare, sameDeployment,
 			func(a, b DeploymentFact) bool { return a.FinishedAt.Equal(b.FinishedAt) })
 		s.approximate -= s.countApproximate(rows)
 		applyRows(s.emitted.deployments, rows, DeploymentFact.Key, cur)
@@ -219,7 +218,7 @@ func (s *State) Flush() Facts {
 			}
 		}
 		curC := unfrozen(rf.changes, func(f ChangeFact) bool { return s.frozen(f.DeployedAt) })
-		crows := diff(oldC, curC, ChangeFact.Key, sameChange,
+		crows := diff(oldC, curC, ChangeKey.Compare, sameChange,
 			func(a, b ChangeFact) bool { return a.DeployedAt.Equal(b.DeployedAt) })
 		applyRows(s.emitted.changes, crows, ChangeFact.Key, curC)
 		out.Changes = append(out.Changes, crows...)
@@ -229,9 +228,9 @@ func (s *State) Flush() Facts {
 	// A stray at the key and time of a row written now is replaced by it;
 	// a tombstone of the same version there would tie with it.
 	out.Deployments = dropShadowedStrays(out.Deployments, func(f DeploymentFact) string {
-		return keyString(f.Key()) + "@" + f.FinishedAt.String()
+		return f.Key().String() + "@" + f.FinishedAt.String()
 	})
-	out.Changes = dropShadowedStrays(out.Changes, func(f ChangeFact) string { return keyString(f.Key()) + "@" + f.DeployedAt.String() })
+	out.Changes = dropShadowedStrays(out.Changes, func(f ChangeFact) string { return f.Key().String() + "@" + f.DeployedAt.String() })
 	out.Incidents = dropShadowedStrays(out.Incidents, func(f IncidentFact) string { return f.ID + "@" + f.OpenedAt.String() })
 	return out
 }
@@ -287,9 +286,9 @@ func applyRows[K comparable, F any](emitted map[K]F, rows []Row[F], key func(F) 
 
 // diff compares what was emitted with what holds now. A fact whose time
 // moved gets a tombstone at the old time besides the new row.
-func diff[K comparable, F any](old, cur map[K]F, key func(F) K, same func(a, b F) bool, sameTime func(a, b F) bool) []Row[F] {
+func diff[K comparable, F any](old, cur map[K]F, compare func(a, b K) int, same func(a, b F) bool, sameTime func(a, b F) bool) []Row[F] {
 	var rows []Row[F]
-	for _, k := range sortedAnyKeys(cur) {
+	for _, k := range sortedKeysFunc(cur, compare) {
 		f := cur[k]
 		o, ok := old[k]
 		if ok && same(o, f) {
@@ -300,7 +299,7 @@ func diff[K comparable, F any](old, cur map[K]F, key func(F) K, same func(a, b F
 		}
 		rows = append(rows, Row[F]{Fact: f, Live: true})
 	}
-	for _, k := range sortedAnyKeys(old) {
+	for _, k := range sortedKeysFunc(old, compare) {
 		if _, ok := cur[k]; !ok {
 			rows = append(rows, Row[F]{Fact: old[k], Live: false})
 		}
@@ -345,27 +344,14 @@ func sortedKeys(m map[string]bool) []string {
 	return keys
 }
 
-// sortedAnyKeys orders map keys by their printed form, so output order is
-// deterministic for any comparable key.
-func sortedAnyKeys[K comparable, V any](m map[K]V) []K {
+// sortedKeysFunc orders map keys, so output order is deterministic.
+func sortedKeysFunc[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {
 	keys := make([]K, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b K) int { return cmp.Compare(keyString(a), keyString(b)) })
+	slices.SortFunc(keys, compare)
 	return keys
-}
-
-func keyString(k any) string {
-	switch k := k.(type) {
-	case string:
-		return k
-	case DeploymentKey:
-		return k.Repo + "\x00" + k.ID
-	case ChangeKey:
-		return k.Repo + "\x00" + k.SHA
-	}
-	panic("correlate: unexpected key type") // only the three fact keys are used
 }
 
 // countApproximate counts the approximate production deployments among the
@@ -402,13 +388,13 @@ func (s *State) Approximate() int { return s.approximate }
 // store holds once those rows are written.
 func (s *State) Current() Facts {
 	var out Facts
-	for _, k := range sortedAnyKeys(s.emitted.deployments) {
+	for _, k := range sortedKeysFunc(s.emitted.deployments, DeploymentKey.Compare) {
 		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: s.emitted.deployments[k], Live: true})
 	}
-	for _, k := range sortedAnyKeys(s.emitted.changes) {
+	for _, k := range sortedKeysFunc(s.emitted.changes, ChangeKey.Compare) {
 		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: s.emitted.changes[k], Live: true})
 	}
-	for _, k := range sortedAnyKeys(s.emitted.incidents) {
+	for _, k := range sortedKeysFunc(s.emitted.incidents, strings.Compare) {
 		out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: s.emitted.incidents[k], Live: true})
 	}
 	return out
