@@ -87,6 +87,7 @@ type Processor struct {
 	rebuilt     RebuildStats
 	index       jetstream.KeyValue // production deployments of every partition
 	published   map[string]correlate.ProductionDeployment
+	indexStale  bool // production deployments changed since last published
 	// foreign: other partitions' production deployments as last offered by
 	// the manager, and the version of them the state has adopted.
 	foreign        atomic.Pointer[foreignSet]
@@ -349,16 +350,23 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 		return nil
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
-	err = p.write(ctx, p.state.Flush())
+	facts := p.state.Flush()
+	err = p.write(ctx, facts)
 	stopBeat()
 	if err != nil {
 		return err // not acknowledged: redelivered after the ack wait
 	}
-	if err := p.publishIndex(ctx); err != nil {
-		// Other partitions attribute incidents with a stale view until
-		// the next batch publishes again.
-		p.metrics.Errors.WithLabelValues("processor", "index").Inc()
-		p.logger.Warn("publishing production deployments failed", "err", err)
+	// The production deployments change only with deployment facts.
+	p.indexStale = p.indexStale || len(facts.Deployments) > 0
+	if p.indexStale {
+		if err := p.publishIndex(ctx); err != nil {
+			// Other partitions attribute incidents with a stale view until
+			// a later batch publishes again.
+			p.metrics.Errors.WithLabelValues("processor", "index").Inc()
+			p.logger.Warn("publishing production deployments failed", "err", err)
+		} else {
+			p.indexStale = false
+		}
 	}
 	p.metrics.Approximate.WithLabelValues(strconv.Itoa(p.opts.Partition)).Set(float64(p.state.Approximate()))
 	if len(p.opts.Comparers) > 0 {
