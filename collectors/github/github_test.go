@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/doraflow/doraflow/collectors/webhook"
+	"github.com/doraflow/doraflow/collectors/webhook/webhooktest"
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/pkg/event"
 )
@@ -164,25 +165,10 @@ func TestAuthenticate(t *testing.T) {
 
 // The parser never panics, and whatever it returns is a valid event.
 func FuzzParse(f *testing.F) {
-	entries, _ := os.ReadDir("testdata")
-	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".json") {
-			body, _ := os.ReadFile(filepath.Join("testdata", e.Name()))
-			for _, typ := range []string{"push", "deployment", "deployment_status", "pull_request", "issues"} {
-				f.Add(typ, body)
-			}
-		}
-	}
+	webhooktest.SeedTestdata(f, "push", "deployment", "deployment_status", "pull_request", "issues")
 	s := source(f)
 	f.Fuzz(func(t *testing.T, typ string, body []byte) {
 		events, err := s.Parse(webhook.Delivery{Event: typ, ID: "fuzz", Body: body})
-		if err != nil {
-			return
-		}
-		for _, e := range events {
-			if err := e.Validate(); err != nil {
-				t.Errorf("invalid event from %s: %v", typ, err)
-			}
-		}
+		webhooktest.ValidEvents(t, typ, events, err)
 	})
 }

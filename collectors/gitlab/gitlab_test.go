@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/doraflow/doraflow/collectors/webhook"
+	"github.com/doraflow/doraflow/collectors/webhook/webhooktest"
 	"github.com/doraflow/doraflow/pkg/event"
 )
 
@@ -379,19 +380,7 @@ var fuzzHeaders = []string{"Push Hook", "Merge Request Hook", "Deployment Hook",
 // FuzzParse checks that no payload panics the parser and that whatever it
 // returns is an event the processor accepts.
 func FuzzParse(f *testing.F) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, file := range files {
-		body, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, h := range fuzzHeaders {
-			f.Add(h, body)
-		}
-	}
+	webhooktest.SeedTestdata(f, fuzzHeaders...)
 	s := newSource(f, true)
 	f.Fuzz(func(t *testing.T, header string, body []byte) {
 		events, err := s.Parse(webhook.Delivery{Source: "gitlab", Event: header, Body: body})

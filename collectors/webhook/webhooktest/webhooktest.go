@@ -3,6 +3,8 @@ package webhooktest
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,4 +36,36 @@ func Expect(t testing.TB, events []event.Event, err error, ignored, bad string) 
 		t.Fatal(err)
 	}
 	return events[0], true
+}
+
+// SeedTestdata adds every testdata/*.json body to a fuzz corpus, once under
+// each event type, as (event type, body) pairs.
+func SeedTestdata(f *testing.F, eventTypes ...string) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, file := range files {
+		body, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, typ := range eventTypes {
+			f.Add(typ, body)
+		}
+	}
+}
+
+// ValidEvents fails the test if a parse that succeeded returned an event
+// the processor could not use.
+func ValidEvents(t testing.TB, typ string, events []event.Event, err error) {
+	t.Helper()
+	if err != nil {
+		return
+	}
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			t.Errorf("invalid event from %s: %v", typ, err)
+		}
+	}
 }
