@@ -48,11 +48,26 @@ func testConfig(t *testing.T, dsn string) config.Config {
 	return cfg
 }
 
+// quiet is a logger for parts whose logs a test does not read.
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// externalNATS is a JetStream server on a loopback port, as an external
+// NATS the parts under test connect to; it stops with the test.
+func externalNATS(t *testing.T) *bus.Bus {
+	t.Helper()
+	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), Port: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
 func start(t *testing.T, cfg config.Config) *serve.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv, err := serve.Start(ctx, cfg, serve.RoleAll, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,14 +324,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 // Collectors and processor as separate parts, sharing an external NATS.
 func TestSplitRoles(t *testing.T) {
 	ctx := context.Background()
-	nats, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nats.Close()
+	nats := externalNATS(t)
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	cfg.NATSURL = nats.ClientURL()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := quiet()
 	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, logger)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -174,7 +173,7 @@ func TestRedeliveredEventIsDeadLettered(t *testing.T) {
 	poison := githubtest.DeploymentStatus("x", "acme/pay-api", 9, 99, githubtest.SHA("x1"), "production", "success", at(2, 0, 0))
 	partition := event.Partition("repo:acme/pay-api", cfg.Processor.Partitions)
 	func() { // a processor that dies on the event, six times over
-		srv, err := serve.Start(ctx, cfg, serve.RoleCollector, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		srv, err := serve.Start(ctx, cfg, serve.RoleCollector, quiet())
 		if err != nil {
 			t.Fatal(err)
 		}

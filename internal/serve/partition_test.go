@@ -2,30 +2,23 @@ package serve_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/bus"
 )
 
 // Two processors against one JetStream split the partitions and give the
 // same facts as one; when one leaves, the other takes its partitions over.
 func TestTwoProcessorsShareTheWork(t *testing.T) {
 	ctx := context.Background()
-	nats, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nats.Close()
+	nats := externalNATS(t)
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.LeaseTTL = time.Second
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := quiet()
 	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, logger)
 	if err != nil {
 		t.Fatal(err)

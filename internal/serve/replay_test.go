@@ -47,7 +47,7 @@ func TestReplayRederivesFromTheArchive(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := replay.Run(ctx, b.JS, store, routes, popts, cfg.Processor.Partitions, io.Discard,
-			slog.New(slog.NewTextHandler(io.Discard, nil)))
+			quiet())
 		if err != nil {
 			t.Fatal(err)
 		}
