@@ -82,7 +82,7 @@ type Processor struct {
 	lastVersion uint64
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
-	folded      uint64    // the last stream sequence folded into the state
+	journaled   uint64    // the last journal sequence the state holds
 	snapshotAt  time.Time // when the state was last snapshotted
 	rebuilt     RebuildStats
 	index       jetstream.KeyValue // production deployments of every partition
@@ -146,10 +146,10 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	}
 	if snap != nil {
 		p.state.Restore(snap.State)
-		p.folded = snap.Seq
+		p.journaled = snap.JournalSeq
 		stats.FromSnapshot = len(snap.State.Events)
 	}
-	folded, err := p.rebuild(ctx)
+	folded, err := p.foldJournal(ctx)
 	if err != nil {
 		return stats, err
 	}
@@ -172,7 +172,7 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 // RebuildStats says what a Rebuild did.
 type RebuildStats struct {
 	FromSnapshot int // events restored from the snapshot
-	Events       int // events folded from the stream after it
+	Events       int // events folded from the journal after it
 	Stored       int // facts known to be stored
 	Written      int // rows written to bring the store in line
 	Took         time.Duration
@@ -222,93 +222,6 @@ func (p *Processor) Run(ctx context.Context) error {
 	return nil
 }
 
-// rebuild folds every event in the stream into the state, without writing.
-func (p *Processor) rebuild(ctx context.Context) (int, error) {
-	stream, err := p.js.Stream(ctx, bus.EventStream)
-	if err != nil {
-		return 0, fmt.Errorf("processor: stream: %w", err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("processor: stream info: %w", err)
-	}
-	// Fold what the partition's consumer has acknowledged: what was
-	// processed before. The rest comes through the consumer, where a
-	// message delivered too often is dead-lettered before it is folded.
-	last := min(info.State.LastSeq, p.ackFloor(ctx))
-	if info.State.Msgs == 0 || last <= p.folded {
-		return 0, nil
-	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: PartitionSubjects(p.opts.Partition)}
-	if p.folded > 0 {
-		cc.DeliverPolicy, cc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, p.folded+1
-	}
-	cons, err := stream.OrderedConsumer(ctx, cc)
-	if err != nil {
-		return 0, fmt.Errorf("processor: rebuild consumer: %w", err)
-	}
-	if info, err := cons.Info(ctx); err == nil && info.NumPending == 0 {
-		return 0, nil // nothing of this partition after the snapshot
-	}
-	// Every event up to last must be folded before the state is compared
-	// with the stored facts: a partial state would retract facts whose
-	// events it has not seen yet. So an empty fetch is retried, not taken
-	// for the end.
-	n, seq, pending := 0, uint64(0), uint64(1)
-	progressed := time.Now()
-	// Stop at the last sequence, or when the consumer says nothing is left
-	// (the last message may have been removed since).
-	for seq < last && pending > 0 {
-		// A short wait: Fetch returns early only with a full batch, and the
-		// tail of the stream rarely fills one.
-		batch, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(50*time.Millisecond))
-		if err != nil {
-			return n, fmt.Errorf("processor: rebuild: %w", err)
-		}
-		got := 0
-		for m := range batch.Messages() {
-			meta, err := m.Metadata()
-			if err != nil {
-				return n, fmt.Errorf("processor: rebuild: %w", err)
-			}
-			if meta.Sequence.Stream > last {
-				pending = 0
-				break
-			}
-			seq, pending = meta.Sequence.Stream, meta.NumPending
-			p.folded = max(p.folded, seq)
-			got++
-			if e, err := decode(m.Data()); err == nil {
-				p.state.Apply(e)
-				n++
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
-			return n, fmt.Errorf("processor: rebuild: %w", err)
-		}
-		if got > 0 {
-			progressed = time.Now()
-		} else if time.Since(progressed) > 30*time.Second || ctx.Err() != nil {
-			return n, fmt.Errorf("processor: rebuild stalled at sequence %d of %d", seq, last)
-		}
-	}
-	return n, nil
-}
-
-// ackFloor is the last stream sequence up to which the partition's consumer
-// has every message acknowledged; 0 before it exists.
-func (p *Processor) ackFloor(ctx context.Context) uint64 {
-	cons, err := p.js.Consumer(ctx, bus.EventStream, p.opts.Consumer)
-	if err != nil {
-		return 0
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0
-	}
-	return info.AckFloor.Stream
-}
-
 // batch fetches up to BatchSize messages (waiting at most FlushInterval),
 // folds them, writes what changed and acknowledges them.
 func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
@@ -317,6 +230,7 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 		return err
 	}
 	var got []jetstream.Msg
+	var applied []event.Event
 	var newest time.Time
 	for m := range msgs.Messages() {
 		meta, err := m.Metadata()
@@ -335,8 +249,8 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 			continue
 		}
 		got = append(got, m)
-		p.folded = max(p.folded, meta.Sequence.Stream)
 		if p.state.Apply(e) {
+			applied = append(applied, e)
 			p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
 		}
 		if meta.Timestamp.After(newest) {
@@ -355,6 +269,9 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 	stopBeat()
 	if err != nil {
 		return err // not acknowledged: redelivered after the ack wait
+	}
+	if err := p.appendJournal(ctx, applied); err != nil {
+		return err // not acknowledged: folded again on redelivery or restart
 	}
 	// The production deployments change only with deployment facts.
 	p.indexStale = p.indexStale || len(facts.Deployments) > 0

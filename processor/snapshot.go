@@ -16,13 +16,12 @@ import (
 	"github.com/doraflow/doraflow/processor/correlate"
 )
 
-// snapshot is what is stored: the state, and the last stream sequence it
-// has folded. Every event up to Seq is in it (first deliveries come in
-// sequence order and each is folded before the next batch).
+// snapshot is what is stored: the state, and the last journal sequence it
+// holds; a restart folds the journal after it.
 type snapshot struct {
-	Seq   uint64             `json:"seq"`
-	Taken time.Time          `json:"taken"`
-	State correlate.Snapshot `json:"state"`
+	JournalSeq uint64             `json:"journal_seq"`
+	Taken      time.Time          `json:"taken"`
+	State      correlate.Snapshot `json:"state"`
 }
 
 func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, error) {
@@ -54,7 +53,7 @@ func (p *Processor) loadSnapshot(ctx context.Context) (*snapshot, error) {
 	return &snap, nil
 }
 
-// saveSnapshot stores the events folded up to the last folded sequence.
+// saveSnapshot stores the state and trims the journal it covers.
 func (p *Processor) saveSnapshot(ctx context.Context) error {
 	obs, err := p.objectStore(ctx)
 	if err != nil {
@@ -66,7 +65,7 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	}
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	snap := snapshot{Seq: p.folded, Taken: time.Now().UTC(), State: p.state.Snapshot()}
+	snap := snapshot{JournalSeq: p.journaled, Taken: time.Now().UTC(), State: p.state.Snapshot()}
 	if err := json.NewEncoder(zw).Encode(snap); err != nil {
 		return fmt.Errorf("processor: encode snapshot: %w", err)
 	}
@@ -77,7 +76,10 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 		return fmt.Errorf("processor: write snapshot: %w", err)
 	}
 	p.snapshotAt = time.Now()
-	p.logger.Debug("state snapshot written", "seq", snap.Seq, "events", len(snap.State.Events), "bytes", buf.Len())
+	p.logger.Debug("state snapshot written", "journal_seq", snap.JournalSeq, "events", len(snap.State.Events), "bytes", buf.Len())
+	if snap.JournalSeq > 0 {
+		return p.trimJournal(ctx, snap.JournalSeq)
+	}
 	return nil
 }
 

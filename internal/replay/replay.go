@@ -75,7 +75,8 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 		return res, err
 	}
 	// The processors' consumers would redeliver the whole stream as new,
-	// their saved states and published deployments are of the old stream:
+	// their saved states, journals and published deployments are of the old
+	// stream:
 	// processors start afresh from the new one.
 	for p := range max(partitions, 1) {
 		name := processor.ConsumerName(p)
@@ -83,6 +84,9 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 			return res, fmt.Errorf("replay: reset consumer: %w", err)
 		}
 		if err := processor.DeleteSnapshot(ctx, js, name); err != nil {
+			return res, err
+		}
+		if err := processor.ClearJournal(ctx, js, p); err != nil {
 			return res, err
 		}
 	}

@@ -23,6 +23,11 @@ const (
 	RawSubjects   = "doraflow.raw.>"
 	EventStream   = "DORAFLOW_EVENTS"
 	EventSubjects = "doraflow.events.>"
+	// JournalStream is each partition's processor's record of the events it
+	// has folded and written (doraflow.journal.<partition>): with the
+	// partition's snapshot, exactly what a restart must fold again.
+	JournalStream   = "DORAFLOW_JOURNAL"
+	JournalSubjects = "doraflow.journal.>"
 	// DeadLetterStream keeps messages the processor could not use, with the
 	// reason, for a person to look at (and replay after a fix).
 	DeadLetterStream   = "DORAFLOW_DLQ"
@@ -163,6 +168,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 			Subjects:    []string{EventSubjects},
 			Storage:     jetstream.FileStorage,
 			Duplicates:  DuplicateWindow,
+			Replicas:    replicas,
+		},
+		{
+			Name:        JournalStream,
+			Description: "events each partition's processor has folded and written, since its snapshot",
+			Subjects:    []string{JournalSubjects},
+			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		},
 		{
