@@ -83,20 +83,18 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 	) ENGINE = MergeTree ORDER BY version`); err != nil {
 		return nil, fmt.Errorf("clickhouse: create schema_migrations: %w", err)
 	}
+	// A partial read would apply recorded migrations again.
 	done := map[uint32]bool{}
-	rows, err := s.conn.Query(ctx, "SELECT version FROM "+s.table("schema_migrations"))
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: read schema_migrations: %w", err)
-	}
-	for rows.Next() {
+	if err := s.query(ctx, "read schema_migrations", "SELECT version FROM "+s.table("schema_migrations"), func(rows driver.Rows) error {
 		var v uint32
 		if err := rows.Scan(&v); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("clickhouse: read schema_migrations: %w", err)
+			return err
 		}
 		done[v] = true
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	rows.Close()
 	files, err := fs.Glob(migrations, "migrations/*.up.sql")
 	if err != nil {
 		return nil, err

@@ -17,13 +17,20 @@ func TestMain(m *testing.M) { os.Exit(testenv.RunClickHouse(m)) }
 
 func open(t testing.TB) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), testenv.ClickHouse(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return openDSN(t, testenv.ClickHouse(t), quietLogger())
+}
+
+func openDSN(t testing.TB, dsn string, logger *slog.Logger) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dsn, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestMigrateIsRerunnable(t *testing.T) {
 	s := open(t)

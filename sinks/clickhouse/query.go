@@ -2,8 +2,9 @@ package clickhouse
 
 import (
 	"context"
-	"fmt"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/doraflow/doraflow/pkg/dora"
 	"github.com/doraflow/doraflow/processor/correlate"
@@ -56,13 +57,9 @@ func (s *Store) Aggregates(ctx context.Context, since, until time.Time) (map[str
 
 // scanTeams runs a query whose first column is the team and the others
 // UInt64 aggregates, scanning each row into the fields fields(team) names.
+// Not retried: a report fails rather than wait for a server that is away.
 func (s *Store) scanTeams(ctx context.Context, sql string, fields func(team string) []*uint64) error {
-	rows, err := s.conn.Query(ctx, sql)
-	if err != nil {
-		return fmt.Errorf("clickhouse: metrics query: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	return s.query(ctx, "metrics query", sql, func(rows driver.Rows) error {
 		var team string
 		vals := make([]uint64, len(rows.Columns())-1)
 		dest := []any{&team}
@@ -70,34 +67,52 @@ func (s *Store) scanTeams(ctx context.Context, sql string, fields func(team stri
 			dest = append(dest, &vals[i])
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("clickhouse: metrics query: %w", err)
+			return err
 		}
 		for i, f := range fields(team) {
 			*f = vals[i]
 		}
-	}
-	return rows.Err()
+		return nil
+	})
 }
 
 // Facts reads the latest live version of every stored fact, so a restarted
-// processor knows what is already written.
+// processor knows what is already written. The processor writes diffs
+// against this view, so a partial one would retract what it missed: each
+// table is read whole or retried, and an error is returned if it cannot be.
 func (s *Store) Facts(ctx context.Context) (correlate.Facts, error) {
 	var out correlate.Facts
-	rows, err := s.conn.Query(ctx, `SELECT repo, deployment_id, service, environment, sha, status, finished_at,
+	var err error
+	if out.Deployments, err = retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
+		return s.deployments(ctx)
+	}); err != nil {
+		return correlate.Facts{}, err
+	}
+	if out.Changes, err = retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
+		return s.changes(ctx)
+	}); err != nil {
+		return correlate.Facts{}, err
+	}
+	if out.Incidents, err = retried(ctx, s, "read incidents", func() ([]correlate.Row[correlate.IncidentFact], error) {
+		return s.incidents(ctx)
+	}); err != nil {
+		return correlate.Facts{}, err
+	}
+	return out, nil
+}
+
+func (s *Store) deployments(ctx context.Context) ([]correlate.Row[correlate.DeploymentFact], error) {
+	var out []correlate.Row[correlate.DeploymentFact]
+	err := s.query(ctx, "read deployments", `SELECT repo, deployment_id, service, environment, sha, status, finished_at,
 		production, rollback, failed, rework, changes, approximate, incidents, recovered_at FROM (
 		SELECT * FROM `+s.table("deployments")+` ORDER BY version DESC LIMIT 1 BY repo, deployment_id, finished_at)
-		WHERE live = 1`)
-	if err != nil {
-		return out, fmt.Errorf("clickhouse: read deployments: %w", err)
-	}
-	for rows.Next() {
+		WHERE live = 1`, func(rows driver.Rows) error {
 		var d correlate.DeploymentFact
 		var prod, rb, failed, rework, approx uint8
 		var changes, incidents uint32
 		if err := rows.Scan(&d.Repo, &d.ID, &d.Service, &d.Environment, &d.SHA, &d.Status, &d.FinishedAt,
 			&prod, &rb, &failed, &rework, &changes, &approx, &incidents, &d.RecoveredAt); err != nil {
-			rows.Close()
-			return out, fmt.Errorf("clickhouse: read deployments: %w", err)
+			return err
 		}
 		d.Production, d.Rollback, d.Failed, d.Rework, d.Approximate = prod == 1, rb == 1, failed == 1, rework == 1, approx == 1
 		d.Changes, d.Incidents = int(changes), int(incidents)
@@ -106,45 +121,55 @@ func (s *Store) Facts(ctx context.Context) (correlate.Facts, error) {
 			t := d.RecoveredAt.UTC()
 			d.RecoveredAt = &t
 		}
-		out.Deployments = append(out.Deployments, correlate.Row[correlate.DeploymentFact]{Fact: d, Live: true})
-	}
-	rows.Close()
-
-	rows, err = s.conn.Query(ctx, `SELECT repo, sha, deployment_id, committed_at, deployed_at FROM (
-		SELECT * FROM `+s.table("changes")+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at) WHERE live = 1`)
+		out = append(out, correlate.Row[correlate.DeploymentFact]{Fact: d, Live: true})
+		return nil
+	})
 	if err != nil {
-		return out, fmt.Errorf("clickhouse: read changes: %w", err)
+		return nil, err
 	}
-	for rows.Next() {
-		var c correlate.ChangeFact
-		if err := rows.Scan(&c.Repo, &c.SHA, &c.DeploymentID, &c.CommittedAt, &c.DeployedAt); err != nil {
-			rows.Close()
-			return out, fmt.Errorf("clickhouse: read changes: %w", err)
-		}
-		c.CommittedAt, c.DeployedAt = c.CommittedAt.UTC(), c.DeployedAt.UTC()
-		out.Changes = append(out.Changes, correlate.Row[correlate.ChangeFact]{Fact: c, Live: true})
-	}
-	rows.Close()
+	return out, nil
+}
 
-	rows, err = s.conn.Query(ctx, `SELECT incident_id, source, service, repo, opened_at, resolved_at,
+func (s *Store) changes(ctx context.Context) ([]correlate.Row[correlate.ChangeFact], error) {
+	var out []correlate.Row[correlate.ChangeFact]
+	err := s.query(ctx, "read changes", `SELECT repo, sha, deployment_id, committed_at, deployed_at FROM (
+		SELECT * FROM `+s.table("changes")+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at) WHERE live = 1`,
+		func(rows driver.Rows) error {
+			var c correlate.ChangeFact
+			if err := rows.Scan(&c.Repo, &c.SHA, &c.DeploymentID, &c.CommittedAt, &c.DeployedAt); err != nil {
+				return err
+			}
+			c.CommittedAt, c.DeployedAt = c.CommittedAt.UTC(), c.DeployedAt.UTC()
+			out = append(out, correlate.Row[correlate.ChangeFact]{Fact: c, Live: true})
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (s *Store) incidents(ctx context.Context) ([]correlate.Row[correlate.IncidentFact], error) {
+	var out []correlate.Row[correlate.IncidentFact]
+	err := s.query(ctx, "read incidents", `SELECT incident_id, source, service, repo, opened_at, resolved_at,
 		deployment_repo, deployment_id, attribution FROM (
-		SELECT * FROM `+s.table("incidents")+` ORDER BY version DESC LIMIT 1 BY incident_id, opened_at) WHERE live = 1`)
+		SELECT * FROM `+s.table("incidents")+` ORDER BY version DESC LIMIT 1 BY incident_id, opened_at) WHERE live = 1`,
+		func(rows driver.Rows) error {
+			var n correlate.IncidentFact
+			if err := rows.Scan(&n.ID, &n.Source, &n.Service, &n.Repo, &n.OpenedAt, &n.ResolvedAt,
+				&n.DeploymentRepo, &n.DeploymentID, &n.Attribution); err != nil {
+				return err
+			}
+			n.OpenedAt = n.OpenedAt.UTC()
+			if n.ResolvedAt != nil {
+				t := n.ResolvedAt.UTC()
+				n.ResolvedAt = &t
+			}
+			out = append(out, correlate.Row[correlate.IncidentFact]{Fact: n, Live: true})
+			return nil
+		})
 	if err != nil {
-		return out, fmt.Errorf("clickhouse: read incidents: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var n correlate.IncidentFact
-		if err := rows.Scan(&n.ID, &n.Source, &n.Service, &n.Repo, &n.OpenedAt, &n.ResolvedAt,
-			&n.DeploymentRepo, &n.DeploymentID, &n.Attribution); err != nil {
-			return out, fmt.Errorf("clickhouse: read incidents: %w", err)
-		}
-		n.OpenedAt = n.OpenedAt.UTC()
-		if n.ResolvedAt != nil {
-			t := n.ResolvedAt.UTC()
-			n.ResolvedAt = &t
-		}
-		out.Incidents = append(out.Incidents, correlate.Row[correlate.IncidentFact]{Fact: n, Live: true})
-	}
-	return out, rows.Err()
+	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/doraflow/doraflow/processor/correlate"
 )
 
@@ -94,25 +96,28 @@ func b(v bool) uint8 {
 }
 
 // Entities are every repository and service the facts mention, for
-// refreshing the team mapping after a configuration change.
+// refreshing the team mapping after a configuration change. A processor
+// cannot start without them (a partial list would leave some history with
+// its old team), so the read is retried whole.
 func (s *Store) Entities(ctx context.Context) ([]string, error) {
 	q := `SELECT DISTINCT e FROM (
 		SELECT concat('repo:', repo) AS e FROM ` + s.table("deployments") + `
 		UNION ALL SELECT concat('service:', service) AS e FROM ` + s.table("deployments") + `
 		UNION ALL SELECT concat('service:', service) AS e FROM ` + s.table("incidents") + ` WHERE service != ''
 		UNION ALL SELECT concat('repo:', repo) AS e FROM ` + s.table("incidents") + ` WHERE repo != '')`
-	rows, err := s.conn.Query(ctx, q)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: entities: %w", err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var e string
-		if err := rows.Scan(&e); err != nil {
-			return nil, fmt.Errorf("clickhouse: entities: %w", err)
+	return retried(ctx, s, "entities", func() ([]string, error) {
+		var out []string
+		err := s.query(ctx, "entities", q, func(rows driver.Rows) error {
+			var e string
+			if err := rows.Scan(&e); err != nil {
+				return err
+			}
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+		return out, nil
+	})
 }
