@@ -306,5 +306,9 @@ func ClearDeploymentIndex(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("bus: %s: purge %s: %w", DeploymentIndexBucket, k, err)
 		}
 	}
+	// The key channel also closes when ctx ends, before the last key.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bus: %s: list keys: %w", DeploymentIndexBucket, err)
+	}
 	return nil
 }
