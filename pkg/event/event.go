@@ -60,6 +60,10 @@ type Push struct {
 	// Truncated is set when the source cut the commit list (GitLab sends at
 	// most 20): the chain from Before to the first listed commit has a gap.
 	Truncated bool `json:"truncated,omitempty"`
+	// Range is set when the commits come from a Git host's compare API (a
+	// gap fill, a backfill) rather than from one push: their order says
+	// nothing about which of them were pushed together.
+	Range bool `json:"range,omitempty"`
 }
 
 // Merge reports a merged pull/merge request. MergeSHA is the commit that
@@ -230,6 +234,7 @@ func CompareEvent(source, repo, base, head string, push *Push) (Event, error) {
 	if len(push.Commits) == 0 {
 		return Event{}, fmt.Errorf("%s: compare %s %s...%s: %w: no commits between them", source, repo, base, head, ErrNotComparable)
 	}
+	push.Range = true
 	return Event{
 		ID:         fmt.Sprintf("%s:compare:%s:%s...%s", source, repo, base, head),
 		Source:     source,

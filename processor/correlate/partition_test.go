@@ -39,11 +39,11 @@ func multiRepoHistory(t *rapid.T) []event.Event {
 	return all
 }
 
-// Split by partition — each state folds its partition's events and every
-// incident, writes incident facts only for its partitions, and learns the
-// others' production deployments — the states together hold exactly the
-// facts one state holds.
-func TestPartitionedStatesAgreeWithOne(t *testing.T) {
+// Split into repository stages by partition and one attribution stage, the
+// records between them delivered late, in batches, whatever the timing
+// between the stages, the stages settle on exactly the facts one state
+// holds: attribution is a function of the events alone.
+func TestPartitionedStagesAgreeWithOne(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		events := multiRepoHistory(t)
 		partitions := rapid.IntRange(1, 4).Draw(t, "partitions")
@@ -53,56 +53,117 @@ func TestPartitionedStatesAgreeWithOne(t *testing.T) {
 		}
 		one.Flush()
 
-		states := make([]*State, partitions)
-		for p := range states {
-			cfg := testConfig()
-			cfg.OwnsIncident = func(key string) bool { return event.Partition(key, partitions) == p }
-			states[p] = New(cfg)
+		repos := make([]*Repos, partitions)
+		for p := range repos {
+			repos[p] = NewRepos(testConfig())
 		}
-		for _, e := range events {
-			for p, s := range states {
-				if e.Type == event.TypeIncident || event.Partition(e.Key(), partitions) == p {
-					s.Apply(e)
-				}
-			}
+		attribution := NewAttribution(testConfig())
+		partitionOf := func(repo string) int { return event.Partition("repo:"+repo, partitions) }
+		var links []any // records in flight between the stages
+		var union Facts
+		write := func(f Facts) {
+			union.Deployments = append(union.Deployments, f.Deployments...)
+			union.Changes = append(union.Changes, f.Changes...)
+			union.Incidents = append(union.Incidents, f.Incidents...)
 		}
-		// Exchange production deployments until nothing changes, as the
-		// processors do through the bus.
-		for round := 0; ; round++ {
-			if round > 10 {
-				t.Fatal("partitions did not settle")
-			}
-			changed := false
-			for _, s := range states {
-				if s.Flush().Len() > 0 {
-					changed = true
+		step := func() {
+			switch rapid.IntRange(0, 2).Draw(t, "step") {
+			case 0: // a repository stage flushes
+				o := repos[rapid.IntRange(0, partitions-1).Draw(t, "stage")].Flush()
+				write(o.Facts)
+				for _, d := range o.Deployments {
+					links = append(links, d)
 				}
-			}
-			for p, s := range states {
-				var foreign []ProductionDeployment
-				for q, o := range states {
-					if q != p {
-						foreign = append(foreign, o.ProductionDeployments()...)
+				for _, s := range o.Ships {
+					links = append(links, s)
+				}
+			case 1: // attribution flushes
+				rows, outcomes := attribution.Flush()
+				write(Facts{Incidents: rows})
+				for _, o := range outcomes {
+					links = append(links, o)
+				}
+			default: // some records arrive
+				n := rapid.IntRange(0, len(links)).Draw(t, "arrive")
+				for _, l := range links[:n] {
+					switch l := l.(type) {
+					case ProductionDeployment:
+						attribution.ApplyDeployment(l)
+					case Ship:
+						attribution.ApplyShip(l)
+					case Outcome:
+						repos[partitionOf(l.Repo)].ApplyOutcome(l)
 					}
 				}
-				if s.SetForeign(foreign) {
-					changed = true
+				links = links[n:]
+			}
+		}
+		for _, e := range rapid.Permutation(events).Draw(t, "arrival") {
+			if e.Type == event.TypeIncident {
+				attribution.Apply(e)
+				for _, r := range repos {
+					r.Apply(e)
+				}
+			} else {
+				repos[partitionOf(e.Repo)].Apply(e)
+			}
+			for range rapid.IntRange(0, 2).Draw(t, "steps") {
+				step()
+			}
+		}
+		// Then everything settles.
+		for round := 0; ; round++ {
+			if round > 20 {
+				t.Fatal("the stages did not settle")
+			}
+			before, delivered := union.Len(), len(links)
+			for _, r := range repos {
+				o := r.Flush()
+				write(o.Facts)
+				for _, d := range o.Deployments {
+					attribution.ApplyDeployment(d)
+				}
+				for _, s := range o.Ships {
+					attribution.ApplyShip(s)
 				}
 			}
-			if !changed {
+			for _, l := range links {
+				switch l := l.(type) {
+				case ProductionDeployment:
+					attribution.ApplyDeployment(l)
+				case Ship:
+					attribution.ApplyShip(l)
+				case Outcome:
+					repos[partitionOf(l.Repo)].ApplyOutcome(l)
+				}
+			}
+			links = nil
+			rows, outcomes := attribution.Flush()
+			write(Facts{Incidents: rows})
+			for _, o := range outcomes {
+				repos[partitionOf(o.Repo)].ApplyOutcome(o)
+			}
+			if union.Len() == before && delivered == 0 && len(outcomes) == 0 {
 				break
 			}
 		}
-		var union Facts
-		for _, s := range states {
-			c := s.Current()
-			union.Deployments = append(union.Deployments, c.Deployments...)
-			union.Changes = append(union.Changes, c.Changes...)
-			union.Incidents = append(union.Incidents, c.Incidents...)
+		var current Facts
+		for _, r := range repos {
+			c := r.Current()
+			current.Deployments = append(current.Deployments, c.Deployments...)
+			current.Changes = append(current.Changes, c.Changes...)
 		}
-		want, got := summaryWithRepo(one.Current()), summaryWithRepo(union)
-		if !reflect.DeepEqual(got, want) {
+		current.Incidents = attribution.Current()
+		want := summaryWithRepo(one.Current())
+		if got := summaryWithRepo(current); !reflect.DeepEqual(got, want) {
 			t.Fatalf("partitioned facts differ:\n one:   %q\n split: %q", want, got)
+		}
+		// What the stages wrote, kept as the store keeps it, is the same.
+		stored, held := store{}, store{}
+		stored.write(union)
+		held.write(one.Current())
+		if !reflect.DeepEqual(stored.live(), held.live()) {
+			t.Fatalf("the store would hold other facts:\n%v\n%v", stored.live(), held.live())
 		}
 	})
 }
@@ -120,16 +181,16 @@ func summaryWithRepo(f Facts) []string {
 		d := r.Fact
 		rec := ts(d.RecoveredAt)
 		d.RecoveredAt = nil
-		out = append(out, fmt.Sprintf("%+v recovered=%s", d, rec))
+		out = append(out, fmt.Sprintf("%v %+v recovered=%s", r.Live, d, rec))
 	}
 	for _, r := range f.Changes {
-		out = append(out, fmt.Sprintf("%+v", r.Fact))
+		out = append(out, fmt.Sprintf("%v %+v", r.Live, r.Fact))
 	}
 	for _, r := range f.Incidents {
 		i := r.Fact
 		res := ts(i.ResolvedAt)
 		i.ResolvedAt = nil
-		out = append(out, fmt.Sprintf("%+v resolved=%s", i, res))
+		out = append(out, fmt.Sprintf("%v %+v resolved=%s", r.Live, i, res))
 	}
 	slices.SortFunc(out, strings.Compare)
 	return out
@@ -145,19 +206,21 @@ func TestRetentionKeepsRecentFacts(t *testing.T) {
 		}
 		last := slices.MaxFunc(events, func(a, b event.Event) int { return a.OccurredAt.Compare(b.OccurredAt) }).OccurredAt
 		// The margin covers the look-back (72h) and incidents (open at most 30h).
-		r := Retention{Keep: time.Duration(rapid.IntRange(0, 150).Draw(t, "keep")) * time.Hour, Margin: 110 * time.Hour}
+		r := Retention{Keep: time.Duration(rapid.IntRange(1, 150).Draw(t, "keep")) * time.Hour, Margin: 110 * time.Hour}
 		now := last.Add(time.Duration(rapid.IntRange(0, 10).Draw(t, "after")) * time.Hour)
 		frozen := now.Add(-r.Keep)
 
+		cfg := testConfig()
+		cfg.Retention = r
 		whole := New(testConfig())
-		compacted := New(testConfig())
+		compacted := New(cfg)
 		for _, e := range events {
 			whole.Apply(e)
 			compacted.Apply(e)
 		}
 		whole.Flush()
 		compacted.Flush()
-		compacted.Compact(now, r)
+		compacted.Compact(now)
 		if rows := compacted.Flush(); rows.Len() != 0 {
 			t.Fatalf("compaction changed %d rows: %q", rows.Len(), summaryWithRepo(rows))
 		}
@@ -165,9 +228,7 @@ func TestRetentionKeepsRecentFacts(t *testing.T) {
 		if got := summaryWithRepo(compacted.Current()); !reflect.DeepEqual(got, want) {
 			t.Fatalf("facts after compaction differ:\n whole:     %q\n compacted: %q", want, got)
 		}
-		restored := New(testConfig())
-		restored.Restore(compacted.Snapshot())
-		restored.Remember(whole.Current()) // the store holds frozen facts too
+		restored := snapshotRoundTrip(t, cfg, compacted)
 		if rows := restored.Flush(); rows.Len() != 0 {
 			t.Fatalf("restoring the compacted snapshot changed %d rows: %q", rows.Len(), summaryWithRepo(rows))
 		}

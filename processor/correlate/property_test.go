@@ -1,11 +1,11 @@
 package correlate
 
 import (
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 
@@ -16,12 +16,20 @@ import (
 // line of pushes (some forced), feature branches merged by squash, rebase
 // or merge commit, deployments to production and staging that succeed or
 // fail (some re-deploying an old sha), and incidents opened and resolved.
-func history(t *rapid.T) []event.Event {
+func history(t *rapid.T) []event.Event { return drawHistory(t, true) }
+
+// drawHistory is history, with or without force pushes. Commit times are
+// distinct (a commit's second is its number), as real ones nearly always
+// are, and a rebase keeps the times of the commits it rewrites, as Git does.
+func drawHistory(t *rapid.T, forced bool) []event.Event {
 	var events []event.Event
 	head := zero
 	var mainline []string
 	n := 0
 	sha := func() string { n++; return fmt.Sprintf("s%03d", n) }
+	commit := func(s string, hour int) event.Commit {
+		return event.Commit{SHA: s, Time: h(hour).Add(time.Duration(n) * time.Second)}
+	}
 	hour := 0
 	for step := rapid.IntRange(1, 40).Draw(t, "steps"); step > 0; step-- {
 		hour += rapid.IntRange(0, 5).Draw(t, "gap")
@@ -29,29 +37,32 @@ func history(t *rapid.T) []event.Event {
 		case 0, 1, 2:
 			var commits []event.Commit
 			for k := rapid.IntRange(1, 3).Draw(t, "commits"); k > 0; k-- {
-				commits = append(commits, c(sha(), hour-rapid.IntRange(0, 3).Draw(t, "age")))
+				commits = append(commits, commit(sha(), hour-rapid.IntRange(0, 3).Draw(t, "age")))
 			}
 			after := commits[len(commits)-1].SHA
-			events = append(events, push(head, after, head != zero && rapid.IntRange(0, 9).Draw(t, "forced") == 0, commits...))
+			events = append(events, pushAt(hour, push(head, after, forced && head != zero && rapid.IntRange(0, 9).Draw(t, "forced") == 0, commits...)))
 			head = after
 			for _, cm := range commits {
 				mainline = append(mainline, cm.SHA)
 			}
 		case 3:
-			f1, f2 := sha(), sha()
-			events = append(events, branchPush(zero, f2, c(f1, hour-2), c(f2, hour-1)))
+			f1 := commit(sha(), hour-2)
+			f2 := commit(sha(), hour-1)
+			events = append(events, pushAt(hour-1, branchPush(zero, f2.SHA, f1, f2)))
 			m := sha()
 			kind := rapid.IntRange(0, 2).Draw(t, "merge")
 			switch kind {
 			case 0: // squash
-				events = append(events, push(head, m, false, c(m, hour)))
-			case 1: // rebase
+				events = append(events, pushAt(hour, push(head, m, false, commit(m, hour))))
+			case 1: // rebase: the copies keep the originals' times
 				r1 := sha()
-				events = append(events, push(head, m, false, c(r1, hour), c(m, hour)))
+				events = append(events, pushAt(hour, push(head, m, false, event.Commit{SHA: r1, Time: f1.Time}, event.Commit{SHA: m, Time: f2.Time})))
+				mainline = append(mainline, r1)
 			default: // merge commit
-				events = append(events, push(head, m, false, c(f1, hour-2), c(f2, hour-1), c(m, hour)))
+				events = append(events, pushAt(hour, push(head, m, false, f1, f2, commit(m, hour))))
+				mainline = append(mainline, f1.SHA, f2.SHA)
 			}
-			events = append(events, merge(m, f2, 2))
+			events = append(events, merge(m, f2.SHA, 2))
 			head = m
 			mainline = append(mainline, m)
 		case 4, 5, 6, 7:
@@ -76,6 +87,12 @@ func history(t *rapid.T) []event.Event {
 		}
 	}
 	return events
+}
+
+// pushAt dates a push when it happened.
+func pushAt(hour int, e event.Event) event.Event {
+	e.OccurredAt = h(hour)
+	return e
 }
 
 // The facts do not depend on the order events arrive in, on how often each
@@ -164,11 +181,91 @@ func (s store) live() map[storeKey]any {
 	return out
 }
 
-// A state restored from a snapshot, then fed the rest, ends where a state
-// fed everything ends, and writes nothing for what the snapshot covered.
+
+// A compare range — the commits between two shas as a Git host's compare
+// API lists them, which the gap filler (and a backfill) publishes in place
+// of pushes it missed — gives the same changes as the pushes it stands for,
+// alone or together with them: squash merges are not taken for rebases.
+func TestCompareRangeCountsAsPushes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := drawHistory(t, false)
+		var mainPushes []int
+		for i, e := range events {
+			if e.Type == event.TypePush && e.Push.Ref == "refs/heads/main" {
+				mainPushes = append(mainPushes, i)
+			}
+		}
+		if len(mainPushes) == 0 {
+			return
+		}
+		from := rapid.IntRange(0, len(mainPushes)-1).Draw(t, "from")
+		to := rapid.IntRange(from, len(mainPushes)-1).Draw(t, "to")
+		covered := mainPushes[from : to+1]
+		first, last := events[covered[0]].Push, events[covered[len(covered)-1]].Push
+		rng := &event.Push{Ref: "compare", Before: first.Before, After: last.After, Range: true}
+		for _, i := range covered {
+			rng.Commits = append(rng.Commits, events[i].Push.Commits...)
+		}
+		keep := rapid.Bool().Draw(t, "keep the pushes")
+		var withRange []event.Event
+		for i, e := range events {
+			if keep || !slices.Contains(covered, i) {
+				withRange = append(withRange, e)
+			}
+		}
+		withRange = append(withRange, event.Event{ID: "compare", Source: "t", Type: event.TypePush, Repo: repo,
+			OccurredAt: events[covered[len(covered)-1]].OccurredAt, Push: rng})
+
+		want, got := New(testConfig()), New(testConfig())
+		for _, e := range events {
+			want.Apply(e)
+		}
+		want.Flush()
+		for _, e := range rapid.Permutation(withRange).Draw(t, "arrival") {
+			got.Apply(e)
+		}
+		got.Flush()
+		if w, g := summary(want.Current()), summary(got.Current()); !slices.Equal(w, g) {
+			t.Fatalf("the compare range gives other facts than the pushes:\n pushes: %q\n range:  %q", w, g)
+		}
+	})
+}
+
+// snapshot saves both stages and restores them into a fresh state, as a
+// restarted processor does.
+func snapshotRoundTrip(t *rapid.T, cfg Config, s *State) *State {
+	meta, err := s.Repos.EncodeMeta()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restored := New(cfg)
+	if err := restored.Repos.DecodeMeta(meta); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range s.Repos.Changed() {
+		data, ok, err := s.Repos.EncodeRepo(name)
+		if err != nil || !ok {
+			t.Fatalf("encode %s: %v %v", name, ok, err)
+		}
+		if err := restored.Repos.DecodeRepo(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := s.Attribution.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restored.Attribution, err = DecodeAttribution(cfg, data); err != nil {
+		t.Fatal(err)
+	}
+	return restored
+}
+
+// A state restored from a snapshot writes nothing for what the snapshot
+// covered, and, fed the rest, ends where a state fed everything ends.
 func TestSnapshotRestore(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		events := history(t)
+		events := multiRepoHistory(t)
 		cut := rapid.IntRange(0, len(events)).Draw(t, "cut")
 		whole := New(testConfig())
 		for _, e := range events {
@@ -181,26 +278,65 @@ func TestSnapshotRestore(t *testing.T) {
 			first.Apply(e)
 		}
 		first.Flush()
-		raw, err := json.Marshal(first.Snapshot())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var snap Snapshot
-		if err := json.Unmarshal(raw, &snap); err != nil {
-			t.Fatal(err)
-		}
-		restored := New(testConfig())
-		restored.Restore(snap)
-		restored.Remember(first.Current()) // what the store holds
+		restored := snapshotRoundTrip(t, testConfig(), first)
 		if again := restored.Flush(); again.Len() != 0 {
-			t.Fatalf("restoring wrote %d rows again", again.Len())
+			t.Fatalf("restoring wrote %d rows again: %q", again.Len(), summaryWithRepo(again))
+		}
+		if w, g := summaryWithRepo(first.Current()), summaryWithRepo(restored.Current()); !reflect.DeepEqual(w, g) {
+			t.Fatalf("restored facts differ:\n%q\n%q", w, g)
 		}
 		for _, e := range events[cut:] {
 			restored.Apply(e)
 		}
 		restored.Flush()
-		if !slices.Equal(summary(restored.Current()), summary(whole.Current())) {
-			t.Fatalf("restored state differs:\n%q\n%q", summary(restored.Current()), summary(whole.Current()))
+		if w, g := summaryWithRepo(whole.Current()), summaryWithRepo(restored.Current()); !reflect.DeepEqual(w, g) {
+			t.Fatalf("restored state differs:\n%q\n%q", w, g)
+		}
+		if restored.Approximate() != whole.Approximate() {
+			t.Fatalf("approximate: restored %d, whole %d", restored.Approximate(), whole.Approximate())
+		}
+	})
+}
+
+// Settling — history older than the margin behind a repository's latest
+// event reduced to commit ids — changes no fact as long as events arrive
+// less than half the margin late, flushed at any points.
+func TestSettlingKeepsFacts(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := multiRepoHistory(t)
+		whole := New(testConfig())
+		for _, e := range events {
+			whole.Apply(e)
+		}
+		whole.Flush()
+
+		const margin = 20 * time.Hour
+		cfg := testConfig()
+		cfg.Retention = Retention{Margin: margin}
+		late := make([]time.Duration, len(events))
+		for i := range late {
+			late[i] = time.Duration(rapid.IntRange(0, int(margin/time.Minute)/2-1).Draw(t, "late")) * time.Minute
+		}
+		order := make([]int, len(events))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
+			return events[a].OccurredAt.Add(late[a]).Compare(events[b].OccurredAt.Add(late[b]))
+		})
+		settling := New(cfg)
+		stored := store{}
+		for _, i := range order {
+			settling.Apply(events[i])
+			if rapid.IntRange(0, 3).Draw(t, "flush") == 0 {
+				stored.write(settling.Flush())
+			}
+		}
+		stored.write(settling.Flush())
+		current := store{}
+		current.write(whole.Current())
+		if !reflect.DeepEqual(stored.live(), current.live()) {
+			t.Fatalf("settling changed the facts:\n%v\n%v", stored.live(), current.live())
 		}
 	})
 }

@@ -1,63 +1,180 @@
 package correlate
 
 import (
-	"maps"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/doraflow/doraflow/pkg/event"
 )
 
-// repoState is everything known about one repository: the commit graph built
-// from pushes and merges, and its deployments. Every field is a union or a
-// deterministic choice, so the order events arrive in does not matter.
+// repoState is everything known about one repository, kept so that an event
+// costs what it changes: the commit graph built from pushes and merges, the
+// deployments, which production deployment first shipped each commit, and
+// the facts last handed out. Every field is a union or a deterministic
+// choice, so the order events arrive in does not matter.
+//
+// Production deployments ship commits in time order: each one ships the
+// commits reachable from its sha that no earlier one reached. An event can
+// only change what the deployments from some point in that order ship (a
+// late deployment, a late push that fills a hole a deployment's walk ended
+// at, a merge that turns a commit into a rewrite), so a flush walks again
+// from the earliest deployment the batch's events can affect, never the
+// whole history.
 type repoState struct {
 	name    string
 	commits map[string]*commit
-	merges  map[string]event.Merge // by merge sha
+	// settled holds the ids of commits shipped by settled deployments (see
+	// settle): their facts are final, and a walk stops at them.
+	settled map[uint64]int32 // hash of the sha → day (Unix days) its deployment settled
+	merges  map[string]event.Merge
+	byHead  map[string][]string // merge shas by the merged branch's head
 	deploys map[string]*deployState
+	prod    []*deployState // production deployments in (time, id) order
+	// missing: shas a walk ended at without knowing the commit, with the
+	// earliest deployment whose walk did: when the commit arrives, that is
+	// where the walk must start again.
+	missing map[string]*deployState
 	hosts   map[string]bool // sources whose pushes or merges describe the repo
-	// baseline: commits shipped by deployments that retention dropped; the
-	// walk from later deployments stops at them as at any covered commit.
-	baseline map[string]bool
+	blamed  []BlamedIncident
+	latest  time.Time // the latest event time seen: older history settles
+	// pruned: older production deployments left the state (retention), so
+	// the first one kept is not the repository's first.
+	pruned bool
+	ships  map[string]string // watched sha → deployment id last handed out
+
+	// What the events since the last flush touched.
+	fromAt, fromID string
+	fromTime       time.Time
+	hasFrom        bool
+	statusDirty    map[*deployState]bool
+	touchedDeps    map[*deployState]bool
+	touchedCommits map[*commit]bool
+	walked         bool // some production deployment was walked again
 }
 
 type commit struct {
-	time    time.Time // zero when only known as someone's parent
-	parents map[string]bool
-	// pushPrev are the commits listed just before this one in a push: how a
-	// rebase merge's rewritten commits are found.
-	pushPrev map[string]bool
-	// gap: this commit's parents are unknown because the push that brought it
-	// was forced or truncated.
-	gap bool
+	sha     string
+	time    time.Time // zero when only known as a branch's tip
+	parents []string
+	// pushPrev is the commit listed just before this one in a push (not in
+	// a compare range): how a rebase merge's rewritten commits are found.
+	// pushPrevConflict when pushes disagree.
+	pushPrev string
+	// gap: the commit's parents are unknown because the push that brought
+	// it was forced or truncated.
+	gap     bool
+	shipper *deployState // the production deployment that first ships it
+	counted bool         // a change of its shipper (not a rewrite)
+	// The change fact last handed out.
+	emitted                  bool
+	emittedID                string
+	emittedAt, emittedCommit time.Time
 }
 
+const pushPrevConflict = "\x00"
+
 type deployState struct {
-	service  string
-	sha      string
-	env      string
-	statuses map[string]deployStatus // by event id
-	rollback bool                    // the source said so
+	id, service, sha, env string
+	statuses              []deployStatus
+	hint                  bool // the source said it is a rollback
+
+	status     string
+	at         time.Time
+	production bool
+
+	// What its walk found (production deployments).
+	walked       bool
+	shipped      []*commit
+	missed       []string // shas its walk ended at unknown
+	changes      int
+	approximate  bool
+	rollback     bool
+	rolledBackBy *deployState
+	undid        []*deployState
+	// settled: its shipped commits are reduced to their ids; it is never
+	// walked again.
+	settled bool
+
+	emitted     DeploymentFact
+	emittedLive bool
+	published   *ProductionDeployment
 }
 
 type deployStatus struct {
-	status string
-	at     time.Time
+	event, status string
+	at            time.Time
 }
 
 func newRepoState(name string) *repoState {
-	return &repoState{name: name, commits: map[string]*commit{}, merges: map[string]event.Merge{},
-		deploys: map[string]*deployState{}, hosts: map[string]bool{}, baseline: map[string]bool{}}
+	return &repoState{name: name, commits: map[string]*commit{}, settled: map[uint64]int32{},
+		merges: map[string]event.Merge{}, byHead: map[string][]string{}, deploys: map[string]*deployState{},
+		missing: map[string]*deployState{}, hosts: map[string]bool{}, ships: map[string]string{},
+		statusDirty: map[*deployState]bool{}, touchedDeps: map[*deployState]bool{}, touchedCommits: map[*commit]bool{}}
 }
 
-func (r *repoState) node(sha string) *commit {
-	c := r.commits[sha]
-	if c == nil {
-		c = &commit{parents: map[string]bool{}, pushPrev: map[string]bool{}}
-		r.commits[sha] = c
+// shaHash is a sha's settled id: FNV-1a, stable across processes because
+// settled ids are snapshotted. 64 bits make a collision among a repository's
+// commits (millions at most) vanishingly unlikely.
+func shaHash(sha string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(sha); i++ {
+		h ^= uint64(sha[i])
+		h *= 1099511628211
 	}
-	return c
+	return h
+}
+
+func (r *repoState) isSettled(sha string) bool {
+	_, ok := r.settled[shaHash(sha)]
+	return ok
+}
+
+// covered: a walk stops here, an earlier deployment reached it.
+func (r *repoState) covered(sha string) bool {
+	if c := r.commits[sha]; c != nil && c.shipper != nil {
+		return true
+	}
+	if r.missing[sha] != nil {
+		return true
+	}
+	return r.isSettled(sha)
+}
+
+func (r *repoState) seen(t time.Time) {
+	if t.After(r.latest) {
+		r.latest = t
+	}
+}
+
+// markFrom notes that production deployments from (at, id) on must be
+// walked again.
+func (r *repoState) markFrom(at time.Time, id string) {
+	if !r.hasFrom || deployOrder(at, id, r.fromTime, r.fromID) < 0 {
+		r.fromTime, r.fromID, r.hasFrom = at, id, true
+	}
+}
+
+func (r *repoState) markFromDeploy(d *deployState) { r.markFrom(d.at, d.id) }
+
+func (r *repoState) touchDep(d *deployState) { r.touchedDeps[d] = true }
+func (r *repoState) touchCommit(c *commit)   { r.touchedCommits[c] = true }
+
+// touched is called for a commit a push added or changed: the deployments
+// that its absence, or its former shape, influenced must be walked again.
+func (r *repoState) touched(c *commit) {
+	if d := r.missing[c.sha]; d != nil {
+		r.markFromDeploy(d)
+	}
+	if c.shipper != nil {
+		r.markFromDeploy(c.shipper)
+	}
+	for _, m := range r.byHead[c.sha] {
+		if mc := r.commits[m]; mc != nil && mc.shipper != nil {
+			r.markFromDeploy(mc.shipper)
+		}
+	}
 }
 
 func (r *repoState) applyPush(p *event.Push) {
@@ -65,43 +182,99 @@ func (r *repoState) applyPush(p *event.Push) {
 		return
 	}
 	prev := p.Before
-	for i, c := range p.Commits {
-		n := r.node(c.SHA)
-		n.time = c.Time
+	for i, pc := range p.Commits {
+		if r.isSettled(pc.SHA) {
+			prev = pc.SHA
+			continue
+		}
+		n := r.commits[pc.SHA]
+		changed := n == nil
+		if n == nil {
+			n = &commit{sha: pc.SHA}
+			r.commits[pc.SHA] = n
+		}
+		if !n.time.Equal(pc.Time) {
+			n.time, changed = pc.Time, true
+		}
 		switch {
 		case i > 0:
-			n.parents[prev] = true
-			n.pushPrev[prev] = true
+			changed = n.addParent(prev) || changed
+			if !p.Range {
+				changed = n.setPushPrev(prev) || changed
+			}
 		case p.Forced || p.Truncated:
-			n.gap = true
+			if !n.gap {
+				n.gap, changed = true, true
+			}
 		case !event.IsZeroSHA(prev):
-			n.parents[prev] = true
+			changed = n.addParent(prev) || changed
 		}
-		prev = c.SHA
+		if changed {
+			r.touched(n)
+		}
+		prev = pc.SHA
 	}
-	if len(p.Commits) == 0 && !event.IsZeroSHA(p.After) {
-		r.node(p.After) // a branch created at a known commit
+	if len(p.Commits) == 0 && !event.IsZeroSHA(p.After) && !r.isSettled(p.After) && r.commits[p.After] == nil {
+		n := &commit{sha: p.After} // a branch created at a known commit
+		r.commits[p.After] = n
+		r.touched(n)
 	}
 }
 
+func (c *commit) addParent(sha string) bool {
+	if slices.Contains(c.parents, sha) {
+		return false
+	}
+	c.parents = append(c.parents, sha)
+	return true
+}
+
+func (c *commit) setPushPrev(sha string) bool {
+	switch c.pushPrev {
+	case sha, pushPrevConflict:
+		return false
+	case "":
+		c.pushPrev = sha
+	default:
+		c.pushPrev = pushPrevConflict
+	}
+	return true
+}
+
 func (r *repoState) applyMerge(m event.Merge) {
+	if old, ok := r.merges[m.MergeSHA]; ok && old == m {
+		return
+	}
+	if old, ok := r.merges[m.MergeSHA]; ok {
+		r.byHead[old.HeadSHA] = slices.DeleteFunc(r.byHead[old.HeadSHA], func(s string) bool { return s == m.MergeSHA })
+	}
 	r.merges[m.MergeSHA] = m
+	if !slices.Contains(r.byHead[m.HeadSHA], m.MergeSHA) {
+		r.byHead[m.HeadSHA] = append(r.byHead[m.HeadSHA], m.MergeSHA)
+	}
+	if mc := r.commits[m.MergeSHA]; mc != nil && mc.shipper != nil {
+		r.markFromDeploy(mc.shipper)
+	}
 }
 
 func (r *repoState) applyDeployment(e event.Event) {
 	d := e.Deployment
 	ds := r.deploys[d.ID]
 	if ds == nil {
-		ds = &deployState{statuses: map[string]deployStatus{}}
+		ds = &deployState{id: d.ID}
 		r.deploys[d.ID] = ds
+	}
+	if slices.ContainsFunc(ds.statuses, func(s deployStatus) bool { return s.event == e.ID }) {
+		return
 	}
 	// A deployment's sha, environment and service are the same in every
 	// status; take the smallest non-empty to stay order-independent anyway.
 	ds.sha = minNonEmpty(ds.sha, d.SHA)
 	ds.env = minNonEmpty(ds.env, d.Environment)
 	ds.service = minNonEmpty(ds.service, e.Service)
-	ds.rollback = ds.rollback || d.Rollback
-	ds.statuses[e.ID] = deployStatus{status: d.Status, at: e.OccurredAt}
+	ds.hint = ds.hint || d.Rollback
+	ds.statuses = append(ds.statuses, deployStatus{event: e.ID, status: d.Status, at: e.OccurredAt})
+	r.statusDirty[ds] = true
 }
 
 func minNonEmpty(a, b string) string {
@@ -133,188 +306,376 @@ func (d *deployState) outcome() (string, time.Time) {
 			best = st
 		}
 	}
-	return best.status, best.at
+	return best.status, best.at.UTC()
 }
 
-// repoFacts is what a repository's own events determine: its deployments in
-// order, their changes and rollbacks. Incident attribution is added on top.
-type repoFacts struct {
-	deployments []DeploymentFact // every attempt
-	production  []int            // indexes into deployments, in time order
-	changes     map[ChangeKey]ChangeFact
-	// firstShip: the production deployment (index into deployments) that
-	// first shipped each commit.
-	firstShip map[string]int
-	// rolledBackBy: index of the rollback that undid each failed deployment.
-	rolledBackBy map[int]int
+// prodIndex is where d sits (or would sit) in the production order.
+func (r *repoState) prodIndex(at time.Time, id string) int {
+	return sort.Search(len(r.prod), func(i int) bool { return deployOrder(r.prod[i].at, r.prod[i].id, at, id) >= 0 })
 }
 
-func (r *repoState) compute(cfg Config) *repoFacts {
-	rf := &repoFacts{changes: map[ChangeKey]ChangeFact{}, firstShip: map[string]int{}, rolledBackBy: map[int]int{}}
-	for id, d := range r.deploys {
-		status, at := d.outcome()
-		f := DeploymentFact{Repo: r.name, ID: id, Service: d.service, Environment: d.env, SHA: d.sha,
-			Status: status, FinishedAt: at.UTC()}
-		if f.Service == "" {
-			f.Service = r.name
-		}
-		f.Production = status == event.StatusSuccess && cfg.IsProduction(d.env)
-		rf.deployments = append(rf.deployments, f)
+func (r *repoState) removeProd(d *deployState) {
+	i := r.prodIndex(d.at, d.id)
+	if i < len(r.prod) && r.prod[i] == d {
+		r.prod = slices.Delete(r.prod, i, i+1)
 	}
-	slices.SortFunc(rf.deployments, func(a, b DeploymentFact) int {
-		if c := a.FinishedAt.Compare(b.FinishedAt); c != 0 {
-			return c
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
-	for i, f := range rf.deployments {
-		if f.Production {
-			rf.production = append(rf.production, i)
-		}
-	}
-
-	rewrites := r.rewrites()
-	covered := maps.Clone(r.baseline)
-	for pi, i := range rf.production {
-		d := &rf.deployments[i]
-		if pi > 0 {
-			prev := rf.deployments[rf.production[pi-1]]
-			if d.SHA != prev.SHA && (covered[d.SHA] || r.deploys[d.ID].rollback) {
-				d.Rollback = true
-				r.markRolledBack(rf, pi)
-			}
-		}
-		if r.deploys[d.ID].rollback && pi == 0 {
-			d.Rollback = true
-		}
-		// The deployed sha is shipped by it even when no push reported it
-		// (a CI/CD-only source): explicit sha attribution finds it.
-		if _, ok := rf.firstShip[d.SHA]; !ok {
-			rf.firstShip[d.SHA] = i
-		}
-		// Walk back from the deployed sha to what earlier deployments already
-		// covered. Covered sets are closed under ancestry, so the walk stops
-		// there and each commit is visited once per recompute.
-		stack := []string{d.SHA}
-		for len(stack) > 0 {
-			sha := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			if covered[sha] {
-				continue
-			}
-			covered[sha] = true
-			c := r.commits[sha]
-			if c == nil || c.time.IsZero() {
-				// Only known as a parent (or not at all): the chain ends here
-				// without reaching the previous deployment.
-				if pi > 0 || c == nil {
-					d.Approximate = true
-				}
-				continue
-			}
-			if c.gap && len(c.parents) == 0 {
-				d.Approximate = true
-			}
-			rf.firstShip[sha] = i
-			if _, rewritten := rewrites[sha]; !rewritten {
-				rf.changes[ChangeKey{r.name, sha}] = ChangeFact{Repo: r.name, SHA: sha, DeploymentID: d.ID,
-					CommittedAt: c.time.UTC(), DeployedAt: d.FinishedAt}
-				d.Changes++
-			}
-			for p := range c.parents {
-				stack = append(stack, p)
-			}
-			if head, ok := rewrites[sha]; ok && head != "" {
-				stack = append(stack, head)
-			}
-		}
-	}
-	return rf
+	r.unship(d)
+	d.rolledBackBy = nil
 }
 
-// Gap is a stretch of a repository's history that the pushes seen do not
-// cover: the commits between the previous production deployment (Base) and
-// this one (Head). Host is the source whose API can fill it.
-type Gap struct {
-	Repo, Host, Base, Head string
+func (r *repoState) insertProd(d *deployState) {
+	i := r.prodIndex(d.at, d.id)
+	r.prod = slices.Insert(r.prod, i, d)
 }
 
-func (r *repoState) gaps(rf *repoFacts) []Gap {
-	hosts := sortedKeys(r.hosts)
-	if len(hosts) == 0 {
-		return nil
+// unship undoes what a production deployment's walk found.
+func (r *repoState) unship(d *deployState) {
+	for _, c := range d.shipped {
+		c.shipper, c.counted = nil, false
+		r.touchCommit(c)
 	}
-	var out []Gap
-	for pi := 1; pi < len(rf.production); pi++ {
-		d := rf.deployments[rf.production[pi]]
-		prev := rf.deployments[rf.production[pi-1]]
-		if d.Approximate && d.SHA != prev.SHA {
-			out = append(out, Gap{Repo: r.name, Host: hosts[0], Base: prev.SHA, Head: d.SHA})
+	for _, u := range d.undid {
+		if u.rolledBackBy == d {
+			u.rolledBackBy = nil
+			r.touchDep(u)
 		}
 	}
-	return out
+	for _, sha := range d.missed {
+		if r.missing[sha] == d {
+			delete(r.missing, sha)
+		}
+	}
+	d.shipped, d.undid, d.missed = d.shipped[:0], nil, nil
+	d.changes, d.approximate, d.rollback, d.walked = 0, false, false, false
+	r.touchDep(d)
+}
+
+// update brings the deployments and what they ship in line with the
+// events folded since the last flush.
+func (r *repoState) update(cfg Config) {
+	for _, d := range sortedDeploys(r.statusDirty) {
+		if d.settled {
+			continue // its facts are final
+		}
+		if d.production {
+			r.removeProd(d)
+			r.markFromDeploy(d)
+		}
+		d.status, d.at = d.outcome()
+		d.production = d.status == event.StatusSuccess && cfg.IsProduction(d.env)
+		if d.production {
+			r.insertProd(d)
+			r.markFromDeploy(d)
+		}
+		r.touchDep(d)
+	}
+	clear(r.statusDirty)
+	if !r.hasFrom {
+		return
+	}
+	r.hasFrom = false
+	k := r.prodIndex(r.fromTime, r.fromID)
+	for _, d := range r.prod[k:] {
+		if !d.settled {
+			r.unship(d)
+		}
+	}
+	for j := k; j < len(r.prod); j++ {
+		if !r.prod[j].walked {
+			r.walk(j)
+		}
+	}
+	r.walked = true
+}
+
+// walk finds what the production deployment at position j ships: the
+// commits reachable from its sha that no earlier deployment reached.
+func (r *repoState) walk(j int) {
+	d := r.prod[j]
+	d.walked = true
+	first := j == 0 && !r.pruned
+	if j > 0 {
+		prev := r.prod[j-1]
+		if d.sha != prev.sha && (r.covered(d.sha) || d.hint) {
+			d.rollback = true
+			r.markRolledBack(j)
+		}
+	} else if d.hint {
+		d.rollback = true
+	}
+	stack := []string{d.sha}
+	for len(stack) > 0 {
+		sha := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if r.covered(sha) {
+			continue
+		}
+		c := r.commits[sha]
+		if c == nil || c.time.IsZero() {
+			// Only known as a branch tip (or not at all): the chain ends
+			// here without reaching the previous deployment.
+			if !first || c == nil {
+				d.approximate = true
+			}
+			r.missing[sha] = d
+			d.missed = append(d.missed, sha)
+			continue
+		}
+		if c.gap && len(c.parents) == 0 {
+			d.approximate = true
+		}
+		c.shipper = d
+		d.shipped = append(d.shipped, c)
+		r.touchCommit(c)
+		stack = append(stack, c.parents...)
+		if head := r.rewriteHead(c); head != "" {
+			stack = append(stack, head)
+		}
+	}
+	var copies map[*commit]bool
+	for _, c := range d.shipped {
+		if m, ok := r.merges[c.sha]; ok && m.Commits > 1 && r.rewriteHead(c) != "" {
+			copies = r.rebaseCopies(c, m, d, copies)
+		}
+	}
+	for _, c := range d.shipped {
+		c.counted = r.rewriteHead(c) == "" && !copies[c]
+		if c.counted {
+			d.changes++
+		}
+	}
+}
+
+// rewriteHead is the head of the pull request whose squash or rebase merge
+// wrote c on the target branch, when that head's history is known: the walk
+// goes through it, and c (a rewrite) does not count. "" otherwise — a true
+// merge commit, a fast-forward, or a head never pushed — and c counts.
+func (r *repoState) rewriteHead(c *commit) string {
+	m, ok := r.merges[c.sha]
+	if !ok || m.HeadSHA == "" || m.HeadSHA == c.sha || slices.Contains(c.parents, m.HeadSHA) {
+		return ""
+	}
+	if r.isSettled(m.HeadSHA) {
+		return m.HeadSHA
+	}
+	if h := r.commits[m.HeadSHA]; h != nil && !h.time.IsZero() {
+		return m.HeadSHA
+	}
+	return ""
+}
+
+// rebaseCopies adds to copies the commits a rebase merge wrote before its
+// last one (tip): up to Commits-1 single-parent ancestors of the tip shipped
+// by the same deployment, each pushed together with its child, or carrying
+// the same time as the pull request's commit at the same depth (a rebase
+// keeps author times) — so a compare range, which says nothing of how the
+// commits were pushed, counts them as the pushes do. A squash merge's parent
+// is another commit of the target branch, which neither holds for.
+func (r *repoState) rebaseCopies(tip *commit, m event.Merge, d *deployState, copies map[*commit]bool) map[*commit]bool {
+	a, b := tip, r.commits[m.HeadSHA]
+	for k := 1; k < m.Commits; k++ {
+		next := a.pushPrev
+		pushed := next != "" && next != pushPrevConflict
+		if !pushed {
+			if len(a.parents) != 1 {
+				return copies
+			}
+			next = a.parents[0]
+		}
+		ap := r.commits[next]
+		if ap == nil || ap.time.IsZero() || ap.shipper != d {
+			return copies
+		}
+		var bp *commit
+		if b != nil && len(b.parents) == 1 {
+			bp = r.commits[b.parents[0]]
+		}
+		if !pushed && (bp == nil || bp == ap || bp.time.IsZero() || !bp.time.Equal(ap.time)) {
+			return copies
+		}
+		if copies == nil {
+			copies = map[*commit]bool{}
+		}
+		copies[ap] = true
+		a, b = ap, bp
+	}
+	return copies
 }
 
 // markRolledBack marks the production deployments that the rollback at
-// position pi undid: those after the last one that deployed the same sha, or
-// just the one before it when the target was never deployed itself.
-func (r *repoState) markRolledBack(rf *repoFacts, pi int) {
-	target := rf.deployments[rf.production[pi]].SHA
-	from := pi - 1
-	for j := pi - 1; j >= 0; j-- {
-		if rf.deployments[rf.production[j]].SHA == target {
-			from = j + 1
+// position j undid: those after the last one that deployed the same sha, or
+// just the one before it when the target was never deployed itself. The
+// first rollback of a deployment counts.
+func (r *repoState) markRolledBack(j int) {
+	d := r.prod[j]
+	from := j - 1
+	for i := j - 1; i >= 0; i-- {
+		if r.prod[i].sha == d.sha {
+			from = i + 1
 			break
 		}
 	}
-	for j := from; j < pi; j++ {
-		idx := rf.production[j]
-		if rf.deployments[idx].SHA == target {
+	for i := from; i < j; i++ {
+		u := r.prod[i]
+		if u.sha == d.sha || u.rolledBackBy != nil {
 			continue
 		}
-		if _, done := rf.rolledBackBy[idx]; !done {
-			rf.rolledBackBy[idx] = rf.production[pi]
+		u.rolledBackBy = d
+		d.undid = append(d.undid, u)
+		r.touchDep(u)
+	}
+}
+
+// applyOutcome replaces the incidents blamed on the repository's
+// deployments, and touches the deployments whose facts they change: those
+// blamed, and those that finished while a changed incident was open
+// (rework).
+func (r *repoState) applyOutcome(list []BlamedIncident) {
+	list = slices.Clone(list)
+	sortBlamed(list)
+	old := r.blamed
+	r.blamed = list
+	touch := func(b BlamedIncident) {
+		if d := r.deploys[b.DeploymentID]; d != nil {
+			r.touchDep(d)
+		}
+		for i := r.prodIndex(b.OpenedAt, ""); i < len(r.prod); i++ {
+			d := r.prod[i]
+			if b.ResolvedAt != nil && !d.at.Before(*b.ResolvedAt) {
+				break
+			}
+			r.touchDep(d)
+		}
+	}
+	i, j := 0, 0
+	for i < len(old) || j < len(list) {
+		switch {
+		case j == len(list) || (i < len(old) && old[i].ID < list[j].ID):
+			touch(old[i])
+			i++
+		case i == len(old) || list[j].ID < old[i].ID:
+			touch(list[j])
+			j++
+		default:
+			if !old[i].equal(list[j]) {
+				touch(old[i])
+				touch(list[j])
+			}
+			i++
+			j++
 		}
 	}
 }
 
-// rewrites finds the commits that a squash or rebase merge wrote on the
-// target branch in place of the pull request's own commits. Each maps to the
-// pull request's head when its history is known (the rewrite is walked
-// through, not counted), or to "" when it is not (the rewrite counts, as the
-// best approximation).
-func (r *repoState) rewrites() map[string]string {
-	out := map[string]string{}
-	for _, m := range r.merges {
-		mc := r.commits[m.MergeSHA]
-		if mc == nil || m.HeadSHA == "" || mc.parents[m.HeadSHA] {
-			continue // unknown yet, or a true merge commit: it counts itself
-		}
-		head := r.commits[m.HeadSHA]
-		if head == nil || head.time.IsZero() {
-			continue
-		}
-		out[m.MergeSHA] = m.HeadSHA
-		// A rebase merge rewrote Commits commits; they were pushed together,
-		// ending at the merge sha.
-		cur := m.MergeSHA
-		for k := 1; k < m.Commits; k++ {
-			prevs := make([]string, 0, len(r.commits[cur].pushPrev))
-			for p := range r.commits[cur].pushPrev {
-				prevs = append(prevs, p)
+// fact is the deployment's fact as things stand.
+func (r *repoState) fact(d *deployState) DeploymentFact {
+	f := DeploymentFact{Repo: r.name, ID: d.id, Service: d.service, Environment: d.env, SHA: d.sha,
+		Status: d.status, FinishedAt: d.at, Production: d.production}
+	if f.Service == "" {
+		f.Service = r.name
+	}
+	if !d.production {
+		return f
+	}
+	f.Rollback, f.Changes, f.Approximate = d.rollback, d.changes, d.approximate
+	var recovered []time.Time
+	if d.rolledBackBy != nil {
+		f.Failed = true
+		recovered = append(recovered, d.rolledBackBy.at)
+	}
+	var lastResolved time.Time
+	open := false
+	for _, b := range r.blamed {
+		switch {
+		case b.DeploymentID == d.id:
+			f.Incidents++
+			if b.ResolvedAt == nil {
+				open = true
+			} else if b.ResolvedAt.After(lastResolved) {
+				lastResolved = *b.ResolvedAt
 			}
-			if len(prevs) != 1 || r.commits[prevs[0]] == nil {
-				break
-			}
-			cur = prevs[0]
-			out[cur] = ""
+		case b.openAt(d.at):
+			f.Rework = true // a fix forward
 		}
 	}
+	if f.Incidents > 0 {
+		f.Failed = true
+		if !open {
+			recovered = append(recovered, lastResolved)
+		}
+	}
+	if len(recovered) > 0 {
+		t := slices.MinFunc(recovered, time.Time.Compare).UTC()
+		f.RecoveredAt = &t
+	}
+	f.Rework = f.Rework || d.rollback
+	return f
+}
+
+// shipOf is the production deployment that first shipped sha, "" if none:
+// the deployment whose walk reached the commit, or, for a commit no push
+// reported (a CI/CD-only source), the first that deployed it.
+func (r *repoState) shipOf(sha string) string {
+	if c := r.commits[sha]; c != nil && c.shipper != nil {
+		return c.shipper.id
+	}
+	for _, d := range r.prod {
+		if d.sha == sha {
+			return d.id
+		}
+	}
+	return ""
+}
+
+// settle reduces what production deployments before t shipped to the
+// commits' ids: their change facts are final, later walks stop at them, and
+// re-deploying one is still recognised as a rollback.
+func (r *repoState) settle(t time.Time) {
+	for _, d := range r.prod {
+		if !d.at.Before(t) {
+			return
+		}
+		if d.settled || !d.walked {
+			continue
+		}
+		day := int32(d.at.Unix() / 86400)
+		for _, c := range d.shipped {
+			r.settled[shaHash(c.sha)] = day
+			delete(r.commits, c.sha)
+			if m, ok := r.merges[c.sha]; ok {
+				delete(r.merges, c.sha)
+				r.byHead[m.HeadSHA] = slices.DeleteFunc(r.byHead[m.HeadSHA], func(s string) bool { return s == c.sha })
+				if len(r.byHead[m.HeadSHA]) == 0 {
+					delete(r.byHead, m.HeadSHA)
+				}
+			}
+		}
+		for _, sha := range d.missed {
+			if r.missing[sha] == d {
+				delete(r.missing, sha)
+				r.settled[shaHash(sha)] = day
+			}
+		}
+		d.shipped, d.missed, d.settled = nil, nil, true
+	}
+}
+
+// sortedDeploys orders a set of deployments by id, so output is
+// deterministic.
+func sortedDeploys(set map[*deployState]bool) []*deployState {
+	out := make([]*deployState, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b *deployState) int { return strings.Compare(a.id, b.id) })
+	return out
+}
+
+func sortedCommits(set map[*commit]bool) []*commit {
+	out := make([]*commit, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *commit) int { return strings.Compare(a.sha, b.sha) })
 	return out
 }

@@ -1,0 +1,341 @@
+package correlate
+
+import (
+	"slices"
+	"time"
+
+	"github.com/doraflow/doraflow/pkg/event"
+)
+
+// Repos is the repository stage of the correlation for a set of
+// repositories (a partition): it folds their pushes, merges and deployments,
+// and the outcomes attribution hands it, into deployment and change facts.
+// A flush costs what the events since the last one change.
+type Repos struct {
+	cfg       Config
+	retention Retention
+	repos     map[string]*repoState
+	// watch: shas incidents name, whose shipping deployment is handed to
+	// attribution (Ship).
+	watch      map[string]bool
+	watchAdded []string
+	dirty      map[string]bool
+	changed    map[string]bool // since the last Changed
+	// frozenBefore: facts older than this are kept as stored.
+	frozenBefore time.Time
+	approximate  int
+}
+
+// Output is what a flush of the repository stage hands on: the fact rows to
+// write, and what attribution needs.
+type Output struct {
+	Facts       Facts
+	Deployments []ProductionDeployment
+	Ships       []Ship
+	// Gaps are the holes in push chains behind the production deployments
+	// the flush found approximate.
+	Gaps []Gap
+}
+
+// Len is the number of records.
+func (o Output) Len() int { return o.Facts.Len() + len(o.Deployments) + len(o.Ships) }
+
+// NewRepos returns an empty repository stage.
+func NewRepos(cfg Config) *Repos {
+	return &Repos{cfg: cfg, retention: cfg.Retention, repos: map[string]*repoState{}, watch: map[string]bool{},
+		dirty: map[string]bool{}, changed: map[string]bool{}}
+}
+
+func (s *Repos) repo(name string) *repoState {
+	r := s.repos[name]
+	if r == nil {
+		r = newRepoState(name)
+		s.repos[name] = r
+	}
+	return r
+}
+
+func (s *Repos) touch(name string) {
+	s.dirty[name] = true
+	s.changed[name] = true
+}
+
+// Apply folds an event. Pushes, merges and deployments change their
+// repository; an incident naming a commit makes the stage watch which
+// deployment shipped it. Folding an event twice changes nothing.
+func (s *Repos) Apply(e event.Event) {
+	if e.Validate() != nil {
+		return
+	}
+	switch e.Type {
+	case event.TypePush:
+		r := s.repo(e.Repo)
+		r.hosts[e.Source] = true
+		r.applyPush(e.Push)
+		r.seen(e.OccurredAt)
+		s.touch(e.Repo)
+	case event.TypeMerge:
+		r := s.repo(e.Repo)
+		r.hosts[e.Source] = true
+		r.applyMerge(*e.Merge)
+		r.seen(e.OccurredAt)
+		s.touch(e.Repo)
+	case event.TypeDeployment:
+		r := s.repo(e.Repo)
+		r.applyDeployment(e)
+		r.seen(e.OccurredAt)
+		s.touch(e.Repo)
+	case event.TypeIncident:
+		if sha := e.Incident.SHA; sha != "" && !s.watch[sha] {
+			s.watch[sha] = true
+			s.watchAdded = append(s.watchAdded, sha)
+		}
+	}
+}
+
+// ApplyOutcome replaces the incidents blamed on a repository's deployments.
+func (s *Repos) ApplyOutcome(o Outcome) {
+	s.repo(o.Repo).applyOutcome(o.Incidents)
+	s.touch(o.Repo)
+}
+
+// Flush brings the facts of the repositories touched since the last flush
+// in line with what was folded, and returns the rows to write (new or
+// changed facts, and tombstones for facts whose time moved) and what
+// attribution must learn. The caller writes and hands them on before it
+// acknowledges the events.
+func (s *Repos) Flush() Output {
+	var out Output
+	if len(s.watchAdded) > 0 {
+		for name := range s.repos {
+			s.dirty[name] = true
+		}
+	}
+	for _, name := range sortedKeys(s.dirty) {
+		r := s.repos[name]
+		r.update(s.cfg)
+		s.emit(r, &out)
+		if r.walked || len(s.watchAdded) > 0 {
+			s.ship(r, &out)
+			r.walked = false
+		}
+		if s.retention.Margin > 0 && !r.latest.IsZero() {
+			r.settle(r.latest.Add(-s.retention.Margin))
+		}
+	}
+	clear(s.dirty)
+	s.watchAdded = nil
+	return out
+}
+
+// emit hands out the rows of the facts the flush touched.
+func (s *Repos) emit(r *repoState, out *Output) {
+	for _, d := range sortedDeploys(r.touchedDeps) {
+		cur := r.fact(d)
+		s.emitDeployment(d, cur, out)
+		var pub *ProductionDeployment
+		if d.production {
+			pub = &ProductionDeployment{Repo: r.name, ID: d.id, Service: cur.Service, At: d.at}
+		}
+		switch {
+		case pub == nil && d.published != nil:
+			w := *d.published
+			w.Withdrawn = true
+			out.Deployments = append(out.Deployments, w)
+			d.published = nil
+		case pub != nil && (d.published == nil || *d.published != *pub):
+			out.Deployments = append(out.Deployments, *pub)
+			d.published = pub
+		}
+		if d.production && d.approximate {
+			if i := r.prodIndex(d.at, d.id); i > 0 && len(r.hosts) > 0 && r.prod[i-1].sha != d.sha {
+				out.Gaps = append(out.Gaps, Gap{Repo: r.name, Host: sortedKeys(r.hosts)[0], Base: r.prod[i-1].sha, Head: d.sha})
+			}
+		}
+	}
+	clear(r.touchedDeps)
+	for _, c := range sortedCommits(r.touchedCommits) {
+		s.emitChange(r, c, out)
+	}
+	clear(r.touchedCommits)
+}
+
+func (s *Repos) frozen(t time.Time) bool { return t.Before(s.frozenBefore) }
+
+func (s *Repos) countsApproximate(f DeploymentFact) bool {
+	return f.Production && f.Approximate && !s.frozen(f.FinishedAt)
+}
+
+func (s *Repos) emitDeployment(d *deployState, cur DeploymentFact, out *Output) {
+	old, hadOld := d.emitted, d.emittedLive && !s.frozen(d.emitted.FinishedAt)
+	hasCur := !s.frozen(cur.FinishedAt)
+	if d.emittedLive && s.countsApproximate(old) {
+		s.approximate--
+	}
+	if s.countsApproximate(cur) {
+		s.approximate++
+	}
+	d.emitted, d.emittedLive = cur, true
+	switch {
+	case hadOld && hasCur && sameDeployment(old, cur):
+	case hadOld && (!hasCur || !old.FinishedAt.Equal(cur.FinishedAt)):
+		out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: old})
+		if hasCur {
+			out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
+		}
+	case hasCur:
+		out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
+	}
+}
+
+func (s *Repos) emitChange(r *repoState, c *commit, out *Output) {
+	var cur ChangeFact
+	hasCur := c.shipper != nil && c.counted
+	if hasCur {
+		cur = ChangeFact{Repo: r.name, SHA: c.sha, DeploymentID: c.shipper.id, CommittedAt: c.time.UTC(), DeployedAt: c.shipper.at}
+		hasCur = !s.frozen(cur.DeployedAt)
+	}
+	old := ChangeFact{Repo: r.name, SHA: c.sha, DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}
+	hadOld := c.emitted && !s.frozen(old.DeployedAt)
+	switch {
+	case hadOld && hasCur && sameChange(old, cur):
+	case hadOld && (!hasCur || !old.DeployedAt.Equal(cur.DeployedAt)):
+		out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: old})
+		if hasCur {
+			out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: cur, Live: true})
+		}
+	case hasCur:
+		out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: cur, Live: true})
+	}
+	if c.shipper != nil && c.counted {
+		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, cur.DeploymentID, cur.DeployedAt, cur.CommittedAt
+	} else {
+		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+	}
+}
+
+// ship hands attribution the deployment that shipped each watched sha, where
+// that changed.
+func (s *Repos) ship(r *repoState, out *Output) {
+	for _, sha := range sortedKeys(s.watch) {
+		id := r.shipOf(sha)
+		if id == r.ships[sha] {
+			continue
+		}
+		out.Ships = append(out.Ships, Ship{Repo: r.name, SHA: sha, DeploymentID: id})
+		if id == "" {
+			delete(r.ships, sha)
+		} else {
+			r.ships[sha] = id
+		}
+	}
+}
+
+// Changed are the repositories changed since the last call, in name order:
+// what a snapshot must save again.
+func (s *Repos) Changed() []string {
+	out := sortedKeys(s.changed)
+	clear(s.changed)
+	return out
+}
+
+// Approximate is the number of production deployments whose changes may be
+// incomplete because the push chain had a gap.
+func (s *Repos) Approximate() int { return s.approximate }
+
+// Gaps are the holes in the push chains behind every approximate production
+// deployment, in a stable order (for a fresh start; flushes report new ones).
+func (s *Repos) Gaps() []Gap {
+	var out []Gap
+	for _, name := range sortedKeys(s.repos) {
+		r := s.repos[name]
+		if len(r.hosts) == 0 {
+			continue
+		}
+		host := sortedKeys(r.hosts)[0]
+		for i := 1; i < len(r.prod); i++ {
+			if d, prev := r.prod[i], r.prod[i-1]; d.approximate && d.sha != prev.sha && !d.settled {
+				out = append(out, Gap{Repo: r.name, Host: host, Base: prev.sha, Head: d.sha})
+			}
+		}
+	}
+	return out
+}
+
+// Current is every fact as last handed out, in key order: what the store
+// holds once the flushed rows are written (frozen facts aside).
+func (s *Repos) Current() Facts {
+	var out Facts
+	for _, name := range sortedKeys(s.repos) {
+		r := s.repos[name]
+		for _, id := range sortedKeys(r.deploys) {
+			if d := r.deploys[id]; d.emittedLive && !s.frozen(d.emitted.FinishedAt) {
+				out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: d.emitted, Live: true})
+			}
+		}
+		for _, sha := range sortedKeys(r.commits) {
+			c := r.commits[sha]
+			if c.emitted && !s.frozen(c.emittedAt) {
+				out.Changes = append(out.Changes, Row[ChangeFact]{Fact: ChangeFact{Repo: r.name, SHA: sha,
+					DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}, Live: true})
+			}
+		}
+	}
+	return out
+}
+
+// Compact applies the retention as of now: facts older than Keep are frozen
+// (kept as stored); deployments older than Keep+Margin leave the state, and
+// so do the settled ids of commits shipped before then (re-deploying one is
+// no longer recognised as a rollback); a commit waits for its deployment
+// until Keep beyond that.
+func (s *Repos) Compact(now time.Time) {
+	if s.retention.Keep <= 0 {
+		return
+	}
+	frozen := now.Add(-s.retention.Keep)
+	if !frozen.After(s.frozenBefore) {
+		return
+	}
+	s.frozenBefore = frozen
+	drop := frozen.Add(-s.retention.Margin)
+	abandoned := drop.Add(-s.retention.Keep)
+	dropDay := int32(drop.Unix() / 86400)
+	s.approximate = 0
+	for _, r := range s.repos {
+		for id, d := range r.deploys {
+			if d.at.Before(drop) && (d.settled || !d.production) {
+				delete(r.deploys, id)
+				if d.production {
+					r.pruned = true
+				}
+			}
+		}
+		r.prod = slices.DeleteFunc(r.prod, func(d *deployState) bool { return r.deploys[d.id] != d })
+		for sha, c := range r.commits {
+			if c.shipper == nil && !c.time.IsZero() && c.time.Before(abandoned) {
+				delete(r.commits, sha) // abandoned work
+			}
+		}
+		for h, day := range r.settled {
+			if day < dropDay {
+				delete(r.settled, h)
+			}
+		}
+		for _, d := range r.deploys {
+			if d.emittedLive && s.countsApproximate(d.emitted) {
+				s.approximate++
+			}
+		}
+		s.changed[r.name] = true
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
