@@ -122,21 +122,30 @@ func (e *Event) Validate() error {
 	if e.OccurredAt.IsZero() {
 		return fmt.Errorf("event %s: time is required", e.ID)
 	}
-	times := []time.Time{e.OccurredAt}
+	bad := func(t time.Time) error {
+		if t.Before(MinTime) || !t.Before(MaxTime) {
+			return fmt.Errorf("event %s: time %s is outside %d-%d", e.ID, t.Format(time.RFC3339), MinTime.Year(), MaxTime.Year())
+		}
+		return nil
+	}
+	if err := bad(e.OccurredAt); err != nil {
+		return err
+	}
 	if e.Push != nil {
 		for _, c := range e.Push.Commits {
-			times = append(times, c.Time)
+			if err := bad(c.Time); err != nil {
+				return err
+			}
 		}
 	}
 	if e.Incident != nil {
-		times = append(times, e.Incident.OpenedAt)
-		if e.Incident.ResolvedAt != nil {
-			times = append(times, *e.Incident.ResolvedAt)
+		if err := bad(e.Incident.OpenedAt); err != nil {
+			return err
 		}
-	}
-	for _, t := range times {
-		if t.Before(MinTime) || !t.Before(MaxTime) {
-			return fmt.Errorf("event %s: time %s is outside %d-%d", e.ID, t.Format(time.RFC3339), MinTime.Year(), MaxTime.Year())
+		if e.Incident.ResolvedAt != nil {
+			if err := bad(*e.Incident.ResolvedAt); err != nil {
+				return err
+			}
 		}
 	}
 	set := 0

@@ -367,26 +367,30 @@ func (a *Attribution) Compact(now time.Time) {
 	}
 	a.frozenBefore = frozen
 	drop := frozen.Add(-a.retention.Margin)
-	for _, p := range a.deps {
-		if p.at.Before(drop) {
-			a.removeDep(p)
+	for d, list := range a.byDay {
+		if d < dayOf(drop) {
+			for _, p := range slices.Clone(list) {
+				a.removeDep(p)
+			}
 		}
 	}
-	for id, st := range a.incidents {
-		if st.openedAt.Before(drop) {
-			delete(a.incidents, id)
-			if set := a.openedOn[dayOf(st.openedAt)]; set != nil {
-				delete(set, id)
-				if len(set) == 0 {
-					delete(a.openedOn, dayOf(st.openedAt))
-				}
+	for d, set := range a.openedOn {
+		if d >= dayOf(drop) {
+			continue
+		}
+		for id := range set {
+			st := a.incidents[id]
+			if st == nil || !st.openedAt.Before(drop) {
+				continue
 			}
+			delete(a.incidents, id)
 			if f, ok := a.attrib[id]; ok && f.DeploymentRepo != "" {
 				delete(a.blamed[f.DeploymentRepo], id)
 			}
 			delete(a.attrib, id)
 			delete(a.dirty, id)
 		}
+		delete(a.openedOn, d)
 	}
 	for _, index := range []map[string]map[string]bool{a.namingSHA, a.namingDeploy} {
 		for k, set := range index {

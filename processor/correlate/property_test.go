@@ -181,7 +181,6 @@ func (s store) live() map[storeKey]any {
 	return out
 }
 
-
 // A compare range — the commits between two shas as a Git host's compare
 // API lists them, which the gap filler (and a backfill) publishes in place
 // of pushes it missed — gives the same changes as the pushes it stands for,

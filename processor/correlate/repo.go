@@ -26,12 +26,17 @@ type repoState struct {
 	name    string
 	commits map[string]*commit
 	// settled holds the ids of commits shipped by settled deployments (see
-	// settle): their facts are final, and a walk stops at them.
-	settled map[uint64]int32 // hash of the sha → day (Unix days) its deployment settled
-	merges  map[string]event.Merge
-	byHead  map[string][]string // merge shas by the merged branch's head
-	deploys map[string]*deployState
-	prod    []*deployState // production deployments in (time, id) order
+	// settle): their facts are final, and a walk stops at them. settledOn
+	// lists them by the day (Unix days) of their deployment, and pendingOn
+	// the commits by the day of their time, so retention drops a day's worth
+	// at a time.
+	settled   map[uint64]struct{}
+	settledOn map[int32][]uint64
+	pendingOn map[int32][]string
+	merges    map[string]event.Merge
+	byHead    map[string][]string // merge shas by the merged branch's head
+	deploys   map[string]*deployState
+	prod      []*deployState // production deployments in (time, id) order
 	// missing: shas a walk ended at without knowing the commit, with the
 	// earliest deployment whose walk did: when the commit arrives, that is
 	// where the walk must start again.
@@ -39,6 +44,11 @@ type repoState struct {
 	hosts   map[string]bool // sources whose pushes or merges describe the repo
 	blamed  []BlamedIncident
 	latest  time.Time // the latest event time seen: older history settles
+	// settledBefore: production deployments before this are settled.
+	settledBefore time.Time
+	// deployedOn lists deployment ids by the day they finished, for
+	// retention.
+	deployedOn map[int32][]string
 	// pruned: older production deployments left the state (retention), so
 	// the first one kept is not the repository's first.
 	pruned bool
@@ -108,7 +118,8 @@ type deployStatus struct {
 }
 
 func newRepoState(name string) *repoState {
-	return &repoState{name: name, commits: map[string]*commit{}, settled: map[uint64]int32{},
+	return &repoState{name: name, commits: map[string]*commit{}, settled: map[uint64]struct{}{},
+		settledOn: map[int32][]uint64{}, pendingOn: map[int32][]string{}, deployedOn: map[int32][]string{},
 		merges: map[string]event.Merge{}, byHead: map[string][]string{}, deploys: map[string]*deployState{},
 		missing: map[string]*deployState{}, hosts: map[string]bool{}, ships: map[string]string{},
 		statusDirty: map[*deployState]bool{}, touchedDeps: map[*deployState]bool{}, touchedCommits: map[*commit]bool{}}
@@ -192,6 +203,8 @@ func (r *repoState) applyPush(p *event.Push) {
 		if n == nil {
 			n = &commit{sha: pc.SHA}
 			r.commits[pc.SHA] = n
+			day := unixDay(pc.Time)
+			r.pendingOn[day] = append(r.pendingOn[day], pc.SHA)
 		}
 		if !n.time.Equal(pc.Time) {
 			n.time, changed = pc.Time, true
@@ -361,7 +374,12 @@ func (r *repoState) update(cfg Config) {
 			r.removeProd(d)
 			r.markFromDeploy(d)
 		}
+		at := d.at
 		d.status, d.at = d.outcome()
+		if !d.at.Equal(at) {
+			day := unixDay(d.at)
+			r.deployedOn[day] = append(r.deployedOn[day], d.id)
+		}
 		d.production = d.status == event.StatusSuccess && cfg.IsProduction(d.env)
 		if d.production {
 			r.insertProd(d)
@@ -381,8 +399,11 @@ func (r *repoState) update(cfg Config) {
 		}
 	}
 	for j := k; j < len(r.prod); j++ {
-		if !r.prod[j].walked {
+		if d := r.prod[j]; !d.walked {
 			r.walk(j)
+			if d.at.Before(r.settledBefore) {
+				r.settleOne(d) // arrived after its time had settled
+			}
 		}
 	}
 	r.walked = true
@@ -629,36 +650,102 @@ func (r *repoState) shipOf(sha string) string {
 
 // settle reduces what production deployments before t shipped to the
 // commits' ids: their change facts are final, later walks stop at them, and
-// re-deploying one is still recognised as a rollback.
+// re-deploying one is still recognised as a rollback. It costs what newly
+// settles.
 func (r *repoState) settle(t time.Time) {
-	for _, d := range r.prod {
-		if !d.at.Before(t) {
-			return
-		}
-		if d.settled || !d.walked {
-			continue
-		}
-		day := int32(d.at.Unix() / 86400)
-		for _, c := range d.shipped {
-			r.settled[shaHash(c.sha)] = day
-			delete(r.commits, c.sha)
-			if m, ok := r.merges[c.sha]; ok {
-				delete(r.merges, c.sha)
-				r.byHead[m.HeadSHA] = slices.DeleteFunc(r.byHead[m.HeadSHA], func(s string) bool { return s == c.sha })
-				if len(r.byHead[m.HeadSHA]) == 0 {
-					delete(r.byHead, m.HeadSHA)
-				}
+	if !t.After(r.settledBefore) {
+		return
+	}
+	for i := r.prodIndex(r.settledBefore, ""); i < len(r.prod) && r.prod[i].at.Before(t); i++ {
+		r.settleOne(r.prod[i])
+	}
+	r.settledBefore = t
+}
+
+func (r *repoState) settleOne(d *deployState) {
+	if d.settled || !d.walked {
+		return
+	}
+	day := unixDay(d.at)
+	for _, c := range d.shipped {
+		r.settle1(c.sha, day)
+		delete(r.commits, c.sha)
+		if m, ok := r.merges[c.sha]; ok {
+			delete(r.merges, c.sha)
+			r.byHead[m.HeadSHA] = slices.DeleteFunc(r.byHead[m.HeadSHA], func(s string) bool { return s == c.sha })
+			if len(r.byHead[m.HeadSHA]) == 0 {
+				delete(r.byHead, m.HeadSHA)
 			}
 		}
-		for _, sha := range d.missed {
-			if r.missing[sha] == d {
-				delete(r.missing, sha)
-				r.settled[shaHash(sha)] = day
-			}
+	}
+	for _, sha := range d.missed {
+		if r.missing[sha] == d {
+			delete(r.missing, sha)
+			r.settle1(sha, day)
 		}
-		d.shipped, d.missed, d.settled = nil, nil, true
+	}
+	d.shipped, d.missed, d.settled = nil, nil, true
+}
+
+func (r *repoState) settle1(sha string, day int32) {
+	h := shaHash(sha)
+	if _, ok := r.settled[h]; !ok {
+		r.settled[h] = struct{}{}
+		r.settledOn[day] = append(r.settledOn[day], h)
 	}
 }
+
+// drop forgets what retention no longer keeps: production deployments (all
+// settled by then) and settled commit ids before drop, non-production
+// deployments before drop, and commits never shipped whose time is before
+// abandoned.
+func (r *repoState) drop(drop, abandoned time.Time) {
+	n := r.prodIndex(drop, "")
+	for _, d := range r.prod[:n] {
+		if !d.settled {
+			n = 0 // never before settling: it may still ship commits
+			break
+		}
+	}
+	if n > 0 {
+		for _, d := range r.prod[:n] {
+			delete(r.deploys, d.id)
+		}
+		r.prod = slices.Delete(r.prod, 0, n)
+		r.pruned = true
+	}
+	dropDay, abandonedDay := unixDay(drop), unixDay(abandoned)
+	for day, ids := range r.deployedOn {
+		if day < dropDay {
+			for _, id := range ids {
+				if d := r.deploys[id]; d != nil && !d.production && d.at.Before(drop) {
+					delete(r.deploys, id)
+				}
+			}
+			delete(r.deployedOn, day)
+		}
+	}
+	for day, hashes := range r.settledOn {
+		if day < dropDay {
+			for _, h := range hashes {
+				delete(r.settled, h)
+			}
+			delete(r.settledOn, day)
+		}
+	}
+	for day, shas := range r.pendingOn {
+		if day < abandonedDay {
+			for _, sha := range shas {
+				if c := r.commits[sha]; c != nil && c.shipper == nil && c.time.Before(abandoned) {
+					delete(r.commits, sha)
+				}
+			}
+			delete(r.pendingOn, day)
+		}
+	}
+}
+
+func unixDay(t time.Time) int32 { return int32(t.Unix() / 86400) }
 
 // sortedDeploys orders a set of deployments by id, so output is
 // deterministic.

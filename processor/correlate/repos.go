@@ -297,36 +297,18 @@ func (s *Repos) Compact(now time.Time) {
 	if !frozen.After(s.frozenBefore) {
 		return
 	}
+	old := s.frozenBefore
 	s.frozenBefore = frozen
 	drop := frozen.Add(-s.retention.Margin)
 	abandoned := drop.Add(-s.retention.Keep)
-	dropDay := int32(drop.Unix() / 86400)
-	s.approximate = 0
 	for _, r := range s.repos {
-		for id, d := range r.deploys {
-			if d.at.Before(drop) && (d.settled || !d.production) {
-				delete(r.deploys, id)
-				if d.production {
-					r.pruned = true
-				}
+		// Facts frozen now no longer count as approximate.
+		for i := r.prodIndex(old, ""); i < len(r.prod) && r.prod[i].at.Before(frozen); i++ {
+			if d := r.prod[i]; d.emittedLive && d.emitted.Production && d.emitted.Approximate && !d.emitted.FinishedAt.Before(old) {
+				s.approximate--
 			}
 		}
-		r.prod = slices.DeleteFunc(r.prod, func(d *deployState) bool { return r.deploys[d.id] != d })
-		for sha, c := range r.commits {
-			if c.shipper == nil && !c.time.IsZero() && c.time.Before(abandoned) {
-				delete(r.commits, sha) // abandoned work
-			}
-		}
-		for h, day := range r.settled {
-			if day < dropDay {
-				delete(r.settled, h)
-			}
-		}
-		for _, d := range r.deploys {
-			if d.emittedLive && s.countsApproximate(d.emitted) {
-				s.approximate++
-			}
-		}
+		r.drop(drop, abandoned)
 		s.changed[r.name] = true
 	}
 }

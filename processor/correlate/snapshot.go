@@ -18,14 +18,15 @@ import (
 type repoSnapshot struct {
 	Name        string
 	Commits     []commitSnapshot
-	SettledHash []uint64
-	SettledDay  []int32
+	SettledDays []int32
+	SettledIDs  [][]uint64
 	Merges      []event.Merge
 	Deploys     []deploySnapshot
 	Missing     map[string]string // sha → deployment id
 	Hosts       []string
 	Blamed      []BlamedIncident
 	Latest      time.Time
+	Settled     time.Time
 	Pruned      bool
 	Ships       map[string]string
 }
@@ -97,7 +98,7 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	snap := repoSnapshot{Name: r.name, Missing: map[string]string{}, Hosts: sortedKeys(r.hosts), Blamed: r.blamed,
-		Latest: r.latest, Pruned: r.pruned, Ships: r.ships}
+		Latest: r.latest, Settled: r.settledBefore, Pruned: r.pruned, Ships: r.ships}
 	for _, sha := range sortedKeys(r.commits) {
 		c := r.commits[sha]
 		cs := commitSnapshot{SHA: sha, Time: c.time, Parents: c.parents, PushPrev: c.pushPrev, Gap: c.gap,
@@ -107,9 +108,9 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 		}
 		snap.Commits = append(snap.Commits, cs)
 	}
-	for h, d := range r.settled {
-		snap.SettledHash = append(snap.SettledHash, h)
-		snap.SettledDay = append(snap.SettledDay, d)
+	for day, hashes := range r.settledOn {
+		snap.SettledDays = append(snap.SettledDays, day)
+		snap.SettledIDs = append(snap.SettledIDs, hashes)
 	}
 	for _, m := range sortedKeys(r.merges) {
 		snap.Merges = append(snap.Merges, r.merges[m])
@@ -152,7 +153,7 @@ func (s *Repos) DecodeRepo(data []byte) error {
 		}
 	}
 	r := newRepoState(snap.Name)
-	r.blamed, r.latest, r.pruned = snap.Blamed, snap.Latest, snap.Pruned
+	r.blamed, r.latest, r.settledBefore, r.pruned = snap.Blamed, snap.Latest, snap.Settled, snap.Pruned
 	if snap.Ships != nil {
 		r.ships = snap.Ships
 	}
@@ -167,6 +168,8 @@ func (s *Repos) DecodeRepo(data []byte) error {
 			d.statuses = append(d.statuses, deployStatus{event: st.Event, status: st.Status, at: st.At})
 		}
 		r.deploys[d.id] = d
+		day := unixDay(d.at)
+		r.deployedOn[day] = append(r.deployedOn[day], d.id)
 		if d.production {
 			r.prod = append(r.prod, d)
 		}
@@ -190,9 +193,16 @@ func (s *Repos) DecodeRepo(data []byte) error {
 			d.shipped = append(d.shipped, c)
 		}
 		r.commits[c.sha] = c
+		if c.shipper == nil {
+			day := unixDay(c.time)
+			r.pendingOn[day] = append(r.pendingOn[day], c.sha)
+		}
 	}
-	for i, h := range snap.SettledHash {
-		r.settled[h] = snap.SettledDay[i]
+	for i, day := range snap.SettledDays {
+		r.settledOn[day] = snap.SettledIDs[i]
+		for _, h := range snap.SettledIDs[i] {
+			r.settled[h] = struct{}{}
+		}
 	}
 	for _, m := range snap.Merges {
 		r.merges[m.MergeSHA] = m

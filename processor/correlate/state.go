@@ -47,7 +47,9 @@ func New(cfg Config) *State {
 // Apply folds one event. Folding an event twice changes nothing.
 func (s *State) Apply(e event.Event) {
 	s.Repos.Apply(e)
-	s.Attribution.Apply(e)
+	if e.Type == event.TypeIncident {
+		s.Attribution.Apply(e)
+	}
 }
 
 // Flush returns the rows to write for everything folded since the last

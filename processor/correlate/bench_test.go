@@ -1,0 +1,90 @@
+package correlate
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doraflow/doraflow/internal/orgsim"
+	"github.com/doraflow/doraflow/pkg/event"
+)
+
+// history is a correlation state that has folded an organisation's history,
+// kept across the calls of one sub-benchmark so that it is built once.
+type benchHistory struct {
+	org     *orgsim.Org
+	state   *State
+	pending []event.Event
+	size    int // events per batch: an eighth of the day
+	folded  int
+	now     time.Time
+}
+
+func benchConfig() Config {
+	cfg := testConfig()
+	cfg.TeamOfRepo = func(repo string) string { return "team-" + repo[len(repo)-2:] }
+	cfg.TeamOfService = func(s string) string {
+		if strings.HasPrefix(s, "org/") {
+			return "team-" + s[len(s)-2:]
+		}
+		return "unassigned"
+	}
+	cfg.Retention = Retention{Keep: 9600 * time.Hour, Margin: 720 * time.Hour}
+	return cfg
+}
+
+const batchesPerDay = 8
+
+// batch is the next eighth of a day of the organisation's events: what the
+// processor folds between two flushes at the design's sizing.
+func (h *benchHistory) batch() []event.Event {
+	for len(h.pending) == 0 {
+		h.pending = h.org.Day()
+		h.size = max(1, len(h.pending)/batchesPerDay)
+		h.now = h.pending[len(h.pending)-1].OccurredAt
+		h.state.Compact(h.now.Truncate(24 * time.Hour))
+	}
+	n := min(len(h.pending), h.size)
+	b := h.pending[:n]
+	h.pending = h.pending[n:]
+	return b
+}
+
+func (h *benchHistory) fold(events []event.Event) {
+	for _, e := range events {
+		h.state.Apply(e)
+	}
+	h.state.Flush()
+	h.folded += len(events)
+}
+
+// BenchmarkFlush folds one batch (an eighth of a day of a 2,000-repository
+// organisation: ~1,800 events) after 10 k … 10 M events of history: the
+// cost of a batch must not grow with the history held.
+func BenchmarkFlush(b *testing.B) {
+	for _, retained := range []int{10_000, 100_000, 1_000_000, 10_000_000} {
+		var h *benchHistory
+		b.Run(fmt.Sprintf("history=%d", retained), func(b *testing.B) {
+			if testing.Short() && retained > 1_000_000 {
+				b.Skip("-short")
+			}
+			if h == nil {
+				h = &benchHistory{org: orgsim.New(orgsim.Large(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))), state: New(benchConfig())}
+				for h.folded < retained {
+					h.fold(h.batch())
+				}
+			}
+			events := 0
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				batch := h.batch()
+				events += len(batch)
+				b.StartTimer()
+				h.fold(batch)
+			}
+			b.ReportMetric(float64(events)/float64(b.N), "events/batch")
+		})
+	}
+}
