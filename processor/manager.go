@@ -2,8 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -14,26 +12,23 @@ import (
 
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/telemetry"
-	"github.com/doraflow/doraflow/processor/correlate"
 )
 
-// Manager runs the partitions this process owns. Processes running a
-// Manager against one bus share the partitions through a membership group
-// (leases in a key-value bucket): each partition is processed by one of them
-// at a time, and a process that dies hands its partitions over within
-// seconds. A Manager alone owns every partition.
+// Manager runs the workers this process owns. Processes running a Manager
+// against one bus share the workers — one per partition of repositories,
+// and the attribution worker — through a membership group (leases in a
+// key-value bucket): each worker runs in one of them at a time, and a
+// process that dies hands its workers over within seconds. A Manager alone
+// runs every worker.
 type Manager struct {
 	js      jetstream.JetStream
 	store   Store
-	opts    Options // a template: Partition and Consumer are set per worker
+	opts    Options // a template: Partition is set per worker
 	metrics *telemetry.Metrics
 	logger  *slog.Logger
 
 	mu       sync.Mutex
 	workers  map[int]*worker
-	index    map[string]correlate.ProductionDeployment // every partition's, by index key
-	indexVer uint64                                    // bumped on every change
-	indexRev uint64                                    // last bucket revision seen
 	ready    chan struct{}
 	readyOne sync.Once
 	owned    []int
@@ -49,43 +44,36 @@ type worker struct {
 func NewManager(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Manager {
 	opts.Partitions = max(opts.Partitions, 1)
 	return &Manager{js: js, store: store, opts: opts, metrics: metrics, logger: logger.With("component", "processor"),
-		workers: map[int]*worker{}, index: map[string]correlate.ProductionDeployment{}, ready: make(chan struct{})}
+		workers: map[int]*worker{}, ready: make(chan struct{})}
 }
 
-// Ready is closed once the partitions first assigned to this process are
+// Ready is closed once the workers first assigned to this process are
 // rebuilt and consuming.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
 
-// Run works until ctx is done, then hands its partitions back.
+// Rebuilding reports whether a worker this process owns is still
+// rebuilding its state: what /readyz answers.
+func (m *Manager) Rebuilding() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, w := range m.workers {
+		select {
+		case <-w.proc.Ready():
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// Run works until ctx is done, then hands its workers back.
 func (m *Manager) Run(ctx context.Context) error {
 	if err := RefreshTeams(ctx, m.store, m.opts.Correlate); err != nil {
 		return err
 	}
-	kv, err := m.js.KeyValue(ctx, bus.DeploymentIndexBucket)
-	if err != nil {
-		return fmt.Errorf("processor: deployment index: %w", err)
-	}
-	watcher, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("processor: watch deployment index: %w", err)
-	}
-	defer watcher.Stop()
-	// The index as it is now, before any partition starts.
-	for entry := range watcher.Updates() {
-		if entry == nil {
-			break
-		}
-		m.applyIndex(entry)
-	}
-	go func() {
-		for entry := range watcher.Updates() {
-			if entry != nil {
-				m.applyIndex(entry)
-				m.offerIndex()
-			}
-		}
-	}()
-	membership, err := bus.Join(ctx, m.js, bus.MembershipOptions{Group: "processor", Partitions: m.opts.Partitions,
+	// Leases 0..Partitions-1 are the repository stages, Partitions the
+	// attribution stage.
+	membership, err := bus.Join(ctx, m.js, bus.MembershipOptions{Group: "processor", Partitions: m.opts.Partitions + 1,
 		TTL: m.opts.LeaseTTL, Logger: m.logger},
 		func(owned []int) { m.assign(ctx, owned) })
 	if err != nil {
@@ -101,39 +89,8 @@ func (m *Manager) Run(ctx context.Context) error {
 	return nil
 }
 
-func (m *Manager) applyIndex(entry jetstream.KeyValueEntry) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.indexRev = max(m.indexRev, entry.Revision())
-	if entry.Operation() != jetstream.KeyValuePut {
-		delete(m.index, entry.Key())
-		m.indexVer++
-		return
-	}
-	var d correlate.ProductionDeployment
-	if err := json.Unmarshal(entry.Value(), &d); err != nil {
-		m.logger.Warn("bad entry in the deployment index", "key", entry.Key(), "err", err)
-		return
-	}
-	m.index[entry.Key()] = d
-	m.indexVer++
-}
-
-// offerIndex hands the current index to every running worker.
-func (m *Manager) offerIndex() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	deps := make([]correlate.ProductionDeployment, 0, len(m.index))
-	for _, d := range m.index {
-		deps = append(deps, d)
-	}
-	for _, w := range m.workers {
-		w.proc.SetForeign(deps, m.indexVer)
-	}
-}
-
-// assign stops the workers of partitions no longer owned (before the
-// membership releases them) and starts those newly owned.
+// assign stops the workers no longer owned (before the membership releases
+// them) and starts those newly owned.
 func (m *Manager) assign(ctx context.Context, owned []int) {
 	m.mu.Lock()
 	var stopping []*worker
@@ -157,7 +114,6 @@ func (m *Manager) assign(ctx context.Context, owned []int) {
 	for _, w := range stopping {
 		<-w.done
 	}
-	m.offerIndex()
 	go func() {
 		for _, w := range started {
 			select {
@@ -169,15 +125,15 @@ func (m *Manager) assign(ctx context.Context, owned []int) {
 		}
 		m.readyOne.Do(func() { close(m.ready) })
 	}()
-	m.logger.Info("partitions assigned", "owned", owned)
+	m.logger.Info("workers assigned", "owned", owned)
 }
 
-// start runs a partition's processor, starting it afresh after a failure
-// for as long as the partition is owned.
+// start runs a worker, starting it afresh after a failure for as long as
+// it is owned.
 func (m *Manager) start(ctx context.Context, partition int) *worker {
 	wctx, cancel := context.WithCancel(ctx)
 	opts := m.opts
-	opts.Partition, opts.Consumer = partition, ""
+	opts.Partition = partition
 	w := &worker{proc: New(m.js, m.store, opts, m.metrics, m.logger), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -187,76 +143,71 @@ func (m *Manager) start(ctx context.Context, partition int) *worker {
 				return
 			}
 			m.metrics.Errors.WithLabelValues("processor", "partition").Inc()
-			m.logger.Error("partition stopped; restarting", "partition", partition, "err", err)
+			m.logger.Error("worker stopped; restarting", "partition", partition, "err", err)
 			sleep(wctx, 2*time.Second)
 			proc = New(m.js, m.store, opts, m.metrics, m.logger)
 			m.mu.Lock()
 			w.proc = proc
 			m.mu.Unlock()
-			m.offerIndex()
 		}
 	}()
 	return w
 }
 
-// Owned are the partitions this process works on now.
+// Owned are the leases this process works on now (Partitions is the
+// attribution worker).
 func (m *Manager) Owned() []int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.owned)
 }
 
-// Idle reports whether every partition's events are processed and
-// acknowledged, and this process's partitions have taken in the latest
-// deployment index.
+// Idle reports whether every worker of the installation has processed and
+// acknowledged everything on its streams, and nothing was published while
+// it looked: the stages hand each other records, so one idle look is not
+// enough.
 func (m *Manager) Idle(ctx context.Context) (bool, error) {
-	for p := range m.opts.Partitions {
-		cons, err := m.js.Consumer(ctx, bus.EventStream, ConsumerName(p))
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return false, err
-		}
-		if info.NumPending > 0 || info.NumAckPending > 0 {
-			return false, nil
-		}
-	}
-	kv, err := m.js.KeyValue(ctx, bus.DeploymentIndexBucket)
+	before, err := lastSequences(ctx, m.js)
 	if err != nil {
 		return false, err
 	}
-	status, err := kv.Status(ctx)
-	if err != nil {
-		return false, err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if bs, ok := status.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().State.LastSeq > m.indexRev {
-		return false, nil
-	}
-	for _, w := range m.workers {
-		if idle, err := w.proc.Idle(ctx); err != nil || !idle {
+	for _, name := range Workers(m.opts.Partitions) {
+		if idle, err := consumersIdle(ctx, m.js, name); err != nil || !idle {
 			return false, err
 		}
 	}
-	return true, nil
+	after, err := lastSequences(ctx, m.js)
+	if err != nil {
+		return false, err
+	}
+	return before == after, nil
 }
 
-// Rebuilt sums what the start-up rebuilds of this process's partitions did.
+func lastSequences(ctx context.Context, js jetstream.JetStream) ([2]uint64, error) {
+	var out [2]uint64
+	for i, name := range []string{bus.EventStream, bus.LinkStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return out, err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return out, err
+		}
+		out[i] = info.State.LastSeq
+	}
+	return out, nil
+}
+
+// Rebuilt sums what the start-up rebuilds of this process's workers did.
 func (m *Manager) Rebuilt() RebuildStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var sum RebuildStats
 	for _, w := range m.workers {
 		r := w.proc.Rebuilt()
-		sum.FromSnapshot += r.FromSnapshot
+		sum.FromSnapshot = sum.FromSnapshot || r.FromSnapshot
 		sum.Events += r.Events
-		sum.Stored += r.Stored
 		sum.Written += r.Written
 		sum.Took = max(sum.Took, r.Took)
 	}

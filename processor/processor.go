@@ -1,7 +1,9 @@
-// Package processor runs the correlation against the bus: it fetches
-// canonical events from JetStream in batches, folds them into the
-// correlation state, writes the facts that changed in one batch per table,
-// and only then acknowledges the messages.
+// Package processor runs the correlation against the bus. A worker runs
+// one stage — a partition's repository stage, or the attribution stage —
+// and loops: fetch canonical events and the links other stages handed it,
+// fold them, write the facts that changed in one batch per table, publish
+// its own links, checkpoint, and only then acknowledge. A Manager runs the
+// workers this process owns.
 package processor
 
 import (
@@ -12,7 +14,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -31,8 +32,6 @@ type Store interface {
 	Write(ctx context.Context, f correlate.Facts, version uint64) error
 	// WriteTeams records the team of each entity ("repo:…", "service:…").
 	WriteTeams(ctx context.Context, teams map[string]string, version uint64) error
-	// Facts are the facts stored now (latest live versions).
-	Facts(ctx context.Context) (correlate.Facts, error)
 	// Entities are every repository and service the stored facts mention.
 	Entities(ctx context.Context) ([]string, error)
 }
@@ -42,12 +41,9 @@ type Options struct {
 	Correlate     correlate.Config
 	BatchSize     int
 	FlushInterval time.Duration
-	// Partition this processor works on, of Partitions. Its consumer takes
-	// the partition's pushes, merges and deployments, and every partition's
-	// incidents (attribution needs them all).
+	// Partition this worker works on, of Partitions; Partitions itself is
+	// the attribution stage.
 	Partition int
-	// Consumer is the durable consumer's name; default per partition.
-	Consumer string
 	// AckWait is how long a delivered message may stay unacknowledged
 	// before JetStream delivers it again (after a crash, say). Long writes
 	// keep their messages alive with progress signals.
@@ -62,47 +58,44 @@ type Options struct {
 	Partitions int
 	// LeaseTTL: how long a dead processor's partitions stay leased.
 	LeaseTTL time.Duration
-	// Retention bounds the state; zero keeps everything.
-	Retention correlate.Retention
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.
 	MaxDeliveries int
 }
 
-// Processor is the stream processor.
+// Processor is one worker.
 type Processor struct {
 	js      jetstream.JetStream
 	store   Store
 	opts    Options
-	state   *correlate.State
+	stage   stage
+	repos   *repoStage // when the stage is a partition's repositories
 	metrics *telemetry.Metrics
 	logger  *slog.Logger
 
+	pos         position // the stream positions the state has folded
 	lastVersion uint64
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
-	journaled   uint64    // the last journal sequence the state holds
-	snapshotAt  time.Time // when the state was last snapshotted
+	snapshotAt  time.Time
 	rebuilt     RebuildStats
-	index       jetstream.KeyValue // production deployments of every partition
-	published   map[string]correlate.ProductionDeployment
-	indexStale  bool // production deployments changed since last published
-	// foreign: other partitions' production deployments as last offered by
-	// the manager, and the version of them the state has adopted.
-	foreign        atomic.Pointer[foreignSet]
-	foreignApplied atomic.Uint64
-	gaps           *gapFiller
+	gaps        *gapFiller
 }
 
-// New returns a processor; Run starts it.
+// position is how far a worker has folded each of its streams.
+type position struct {
+	Events uint64 `json:"events"`
+	Links  uint64 `json:"links"`
+}
+
+func (p position) max(o position) position {
+	return position{Events: max(p.Events, o.Events), Links: max(p.Links, o.Links)}
+}
+
+// New returns the worker of opts.Partition; Run starts it.
 func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Processor {
 	opts.Partitions = max(opts.Partitions, 1)
-	if opts.Consumer == "" {
-		opts.Consumer = ConsumerName(opts.Partition)
-	}
-	partition, partitions := opts.Partition, opts.Partitions
-	opts.Correlate.OwnsIncident = func(key string) bool { return event.Partition(key, partitions) == partition }
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = 5
 	}
@@ -112,105 +105,114 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 	if opts.SnapshotInterval <= 0 {
 		opts.SnapshotInterval = 30 * time.Second
 	}
-	logger = logger.With("component", "processor", "partition", opts.Partition)
-	return &Processor{js: js, store: store, opts: opts, state: correlate.New(opts.Correlate), metrics: metrics,
-		logger: logger, mapped: map[string]bool{}, ready: make(chan struct{}), published: map[string]correlate.ProductionDeployment{},
-		gaps: newGapFiller(opts.Comparers, js, opts.Partitions, metrics, logger)}
+	p := &Processor{js: js, store: store, opts: opts, metrics: metrics, mapped: map[string]bool{}, ready: make(chan struct{})}
+	if opts.Partition == opts.Partitions {
+		p.stage = &attributionStage{attribution: correlate.NewAttribution(opts.Correlate), partitions: opts.Partitions}
+	} else {
+		p.repos = &repoStage{partition: opts.Partition, partitions: opts.Partitions, repos: correlate.NewRepos(opts.Correlate)}
+		p.stage = p.repos
+	}
+	p.logger = logger.With("component", "processor", "worker", p.stage.name())
+	p.gaps = newGapFiller(opts.Comparers, js, opts.Partitions, metrics, p.logger)
+	return p
+}
+
+// ConsumerName is the durable consumer of a worker's events ("p3",
+// "attribution"); its links consumer adds "-links".
+func ConsumerName(worker string) string { return "doraflow-processor-" + worker }
+
+// Workers are the names of every worker of an installation.
+func Workers(partitions int) []string {
+	var out []string
+	for p := range max(partitions, 1) {
+		out = append(out, fmt.Sprintf("p%d", p))
+	}
+	return append(out, "attribution")
 }
 
 // Rebuilt says what the start-up rebuild did; valid once Ready is closed.
 func (p *Processor) Rebuilt() RebuildStats { return p.rebuilt }
 
-// Ready is closed once the processor has rebuilt its state and consumes.
+// Ready is closed once the worker has rebuilt its state and consumes.
 func (p *Processor) Ready() <-chan struct{} { return p.ready }
 
-// Rebuild makes the stored facts match the event stream: it reads what is
-// stored, folds every event on the stream, and writes the difference (new
-// facts, changed ones, tombstones for those that no longer hold). Run does
-// it at start; replay does it after re-deriving the stream.
+// RebuildStats says what a rebuild did.
+type RebuildStats struct {
+	FromSnapshot bool          // a snapshot was restored
+	Events       int           // messages folded after it, up to the checkpoint
+	Written      int           // rows written again for them
+	Took         time.Duration // time to rebuild
+}
+
+// Rebuild restores the worker's state as it was when its last facts were
+// written: the snapshot, then exactly the messages up to the checkpoint.
+// It never reads the stored facts.
 func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
-	stats := RebuildStats{}
-	// What is stored comes from the store itself: a snapshot may be older
-	// than the last writes.
-	stored, err := p.store.Facts(ctx)
-	if err != nil {
-		return stats, fmt.Errorf("processor: load stored facts: %w", err)
-	}
-	stored = p.own(stored)
-	p.state.Remember(stored)
-	stats.Stored = stored.Len()
-	snap, err := p.loadSnapshot(ctx)
+	var stats RebuildStats
+	snapPos, found, err := p.loadSnapshot(ctx)
 	if err != nil {
 		return stats, err
 	}
-	if snap != nil {
-		p.state.Restore(snap.State)
-		p.journaled = snap.JournalSeq
-		stats.FromSnapshot = len(snap.State.Events)
-	}
-	folded, err := p.foldJournal(ctx)
+	stats.FromSnapshot = found
+	cp, err := p.loadCheckpoint(ctx)
 	if err != nil {
 		return stats, err
 	}
-	p.adoptForeign()
-	// Facts of events folded but not yet written when the last run stopped.
-	changed := p.state.Flush()
-	if err := p.write(ctx, changed); err != nil {
+	if stats.Events, err = p.refold(ctx, snapPos, cp); err != nil {
 		return stats, err
 	}
-	if err := p.publishIndex(ctx); err != nil {
+	p.pos = snapPos.max(cp)
+	// What the refold found was written before the restart; writing it
+	// again is harmless and covers a write that was cut short.
+	facts, links, err := p.stage.flush()
+	if err != nil {
 		return stats, err
 	}
-	if err := p.saveSnapshot(ctx); err != nil {
+	if err := p.write(ctx, facts); err != nil {
 		return stats, err
 	}
-	stats.Events, stats.Written, stats.Took = folded, changed.Len(), time.Since(start)
+	if err := p.publish(ctx, links); err != nil {
+		return stats, err
+	}
+	if stats.Events > 0 {
+		if err := p.saveSnapshot(ctx); err != nil {
+			return stats, err
+		}
+	}
+	stats.Written, stats.Took = facts.Len(), time.Since(start)
 	return stats, nil
 }
 
-// RebuildStats says what a Rebuild did.
-type RebuildStats struct {
-	FromSnapshot int // events restored from the snapshot
-	Events       int // events folded from the journal after it
-	Stored       int // facts known to be stored
-	Written      int // rows written to bring the store in line
-	Took         time.Duration
-}
-
-// Run processes events until ctx is done.
+// Run processes until ctx is done.
 func (p *Processor) Run(ctx context.Context) error {
 	stats, err := p.Rebuild(ctx)
 	if err != nil {
 		return err
 	}
 	p.rebuilt = stats
-	if len(p.opts.Comparers) > 0 {
+	if len(p.opts.Comparers) > 0 && p.repos != nil {
 		go p.gaps.run(ctx)
-		p.gaps.offer(p.state.Gaps())
+		p.gaps.offer(p.repos.repos.Gaps())
 	}
-	p.logger.Info("state rebuilt", "from_snapshot", stats.FromSnapshot, "from_stream", stats.Events,
-		"stored_facts", stats.Stored, "rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
-
-	cons, err := p.js.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
-		Durable:        p.opts.Consumer,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        p.opts.AckWait,
-		MaxAckPending:  max(p.opts.BatchSize*2, 1000),
-		FilterSubjects: PartitionSubjects(p.opts.Partition),
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
+	p.logger.Info("state rebuilt", "from_snapshot", stats.FromSnapshot, "folded", stats.Events,
+		"rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
+	events, err := p.consumer(ctx, bus.EventStream, ConsumerName(p.stage.name()), p.stage.eventSubjects())
 	if err != nil {
-		return fmt.Errorf("processor: consumer: %w", err)
+		return err
+	}
+	links, err := p.consumer(ctx, bus.LinkStream, ConsumerName(p.stage.name())+"-links", p.stage.linkSubjects())
+	if err != nil {
+		return err
 	}
 	close(p.ready)
 	for ctx.Err() == nil {
-		if err := p.batch(ctx, cons); err != nil {
+		if err := p.batch(ctx, events, links); err != nil {
 			if ctx.Err() != nil {
 				break
 			}
 			p.metrics.Errors.WithLabelValues("processor", "fetch").Inc()
-			p.logger.Warn("fetch failed", "err", err)
+			p.logger.Warn("batch failed", "err", err)
 			sleep(ctx, time.Second)
 		}
 	}
@@ -222,76 +224,106 @@ func (p *Processor) Run(ctx context.Context) error {
 	return nil
 }
 
-// batch fetches up to BatchSize messages (waiting at most FlushInterval),
-// folds them, writes what changed and acknowledges them.
-func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
-	msgs, err := cons.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(p.opts.FlushInterval))
+func (p *Processor) consumer(ctx context.Context, stream, name string, subjects []string) (jetstream.Consumer, error) {
+	cons, err := p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:        name,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        p.opts.AckWait,
+		MaxAckPending:  max(p.opts.BatchSize*2, 1000),
+		FilterSubjects: subjects,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processor: consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
+// batch fetches what the other stages handed on and up to BatchSize events
+// (waiting at most FlushInterval), folds them, writes what changed,
+// publishes the links, checkpoints and acknowledges.
+func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer) error {
+	var got []jetstream.Msg
+	var newest time.Time
+	pos := p.pos
+	linkBatch, err := links.FetchNoWait(p.opts.BatchSize)
 	if err != nil {
 		return err
 	}
-	var got []jetstream.Msg
-	var applied []event.Event
-	var newest time.Time
-	for m := range msgs.Messages() {
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("processor: message metadata: %w", err)
+	for m := range linkBatch.Messages() {
+		meta, ok := p.usable(ctx, m)
+		if !ok {
+			continue
 		}
-		if int(meta.NumDelivered) > p.opts.MaxDeliveries {
-			p.deadLetter(ctx, m, meta, "redelivered", fmt.Sprintf("delivered %d times without being processed", meta.NumDelivered))
+		if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}); err != nil {
+			p.deadLetter(ctx, m, meta, bus.LinkStream, "undecodable", err.Error())
+			continue
+		}
+		got = append(got, m)
+		pos.Links = max(pos.Links, meta.Sequence.Stream)
+	}
+	wait := p.opts.FlushInterval
+	if len(got) > 0 {
+		wait = time.Millisecond
+	}
+	eventBatch, err := events.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(wait))
+	if err != nil {
+		return err
+	}
+	for m := range eventBatch.Messages() {
+		meta, ok := p.usable(ctx, m)
+		if !ok {
 			continue
 		}
 		e, err := decode(m.Data())
 		if err != nil {
 			// Collectors validate before publishing, so this message comes
 			// from elsewhere and will never parse: set it aside.
-			p.deadLetter(ctx, m, meta, "undecodable", err.Error())
+			p.deadLetter(ctx, m, meta, bus.EventStream, "undecodable", err.Error())
 			continue
 		}
 		got = append(got, m)
-		if p.state.Apply(e) {
-			applied = append(applied, e)
-			p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
-		}
+		p.stage.apply(e)
+		p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
+		pos.Events = max(pos.Events, meta.Sequence.Stream)
 		if meta.Timestamp.After(newest) {
 			newest = meta.Timestamp
 		}
 	}
-	if err := msgs.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
-		p.logger.Debug("fetch ended", "err", err)
+	for _, err := range []error{linkBatch.Error(), eventBatch.Error()} {
+		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
+			p.logger.Warn("fetch ended early", "err", err)
+		}
 	}
-	if !p.adoptForeign() && len(got) == 0 {
+	if len(got) == 0 {
 		return nil
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
-	facts := p.state.Flush()
-	err = p.write(ctx, facts)
+	facts, out, err := p.stage.flush()
+	if err == nil {
+		err = p.write(ctx, facts)
+	}
+	if err == nil {
+		linkIDs(p.stage.name(), pos, out)
+		err = p.publish(ctx, out)
+	}
+	if err == nil {
+		err = p.saveCheckpoint(ctx, pos)
+	}
 	stopBeat()
 	if err != nil {
-		return err // not acknowledged: redelivered after the ack wait
+		return err // not acknowledged: redelivered, folded again harmlessly
 	}
-	if err := p.appendJournal(ctx, applied); err != nil {
-		return err // not acknowledged: folded again on redelivery or restart
-	}
-	// The production deployments change only with deployment facts.
-	p.indexStale = p.indexStale || len(facts.Deployments) > 0
-	if p.indexStale {
-		if err := p.publishIndex(ctx); err != nil {
-			// Other partitions attribute incidents with a stale view until
-			// a later batch publishes again.
-			p.metrics.Errors.WithLabelValues("processor", "index").Inc()
-			p.logger.Warn("publishing production deployments failed", "err", err)
-		} else {
-			p.indexStale = false
+	p.pos = pos
+	if p.repos != nil {
+		p.metrics.Approximate.WithLabelValues(strconv.Itoa(p.opts.Partition)).Set(float64(p.repos.repos.Approximate()))
+		if len(p.opts.Comparers) > 0 {
+			p.gaps.offer(p.repos.gaps)
 		}
-	}
-	p.metrics.Approximate.WithLabelValues(strconv.Itoa(p.opts.Partition)).Set(float64(p.state.Approximate()))
-	if len(p.opts.Comparers) > 0 {
-		p.gaps.offer(p.state.Gaps())
 	}
 	for _, m := range got {
 		if err := m.Ack(); err != nil {
-			p.logger.Warn("ack failed; the event will be redelivered and dropped as a duplicate", "err", err)
+			p.logger.Warn("ack failed; the message will be redelivered and fold again harmlessly", "err", err)
 		}
 	}
 	if !newest.IsZero() {
@@ -304,6 +336,20 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 		}
 	}
 	return nil
+}
+
+// usable sets aside a message delivered too often without being processed.
+func (p *Processor) usable(ctx context.Context, m jetstream.Msg) (*jetstream.MsgMetadata, bool) {
+	meta, err := m.Metadata()
+	if err != nil {
+		p.logger.Warn("message without metadata; left for redelivery", "subject", m.Subject(), "err", err)
+		return nil, false
+	}
+	if int(meta.NumDelivered) > p.opts.MaxDeliveries {
+		p.deadLetter(ctx, m, meta, meta.Stream, "redelivered", fmt.Sprintf("delivered %d times without being processed", meta.NumDelivered))
+		return nil, false
+	}
+	return meta, true
 }
 
 // heartbeat tells JetStream, every interval, that msgs are still being
@@ -331,7 +377,7 @@ func heartbeat(msgs []jetstream.Msg, interval time.Duration) func() {
 // deadLetter moves a message the processor cannot use to the dead-letter
 // stream, with the reason, and terminates its delivery. If the dead-letter
 // stream does not take it, the message stays unacknowledged and comes back.
-func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, kind, reason string) {
+func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, stream, kind, reason string) {
 	dl := nats.NewMsg("doraflow.dlq." + strings.TrimPrefix(m.Subject(), "doraflow."))
 	dl.Data = m.Data()
 	for k, v := range m.Headers() {
@@ -345,10 +391,10 @@ func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetst
 		p.logger.Error("dead-letter publish failed; message left for redelivery", "subject", m.Subject(), "err", err)
 		return
 	}
-	// Out of the event stream too, or every rebuild would fold it again.
-	if stream, err := p.js.Stream(ctx, bus.EventStream); err == nil {
-		if err := stream.DeleteMsg(ctx, meta.Sequence.Stream); err != nil {
-			p.logger.Warn("dead letter left in the event stream", "seq", meta.Sequence.Stream, "err", err)
+	// Out of its stream too, or a restart would fold it again.
+	if s, err := p.js.Stream(ctx, stream); err == nil {
+		if err := s.DeleteMsg(ctx, meta.Sequence.Stream); err != nil {
+			p.logger.Warn("dead letter left in its stream", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
 		}
 	}
 	_ = m.Term()
@@ -356,28 +402,48 @@ func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetst
 	p.logger.Error("message dead-lettered", "subject", m.Subject(), "seq", meta.Sequence.Stream, "reason", reason)
 }
 
-// write stores the facts and the teams of new entities, retrying with
-// backoff while the store is down (the messages stay unacknowledged).
+// retry runs op with backoff until it succeeds or ctx ends: while the store
+// or the bus is down, messages stay unacknowledged (kept alive by the
+// heartbeat) and nothing is lost.
+func (p *Processor) retry(ctx context.Context, kind string, op func() error) error {
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		if err := op(); err != nil {
+			p.metrics.Errors.WithLabelValues("processor", kind).Inc()
+			p.logger.Warn(kind+" failed; retrying", "err", err)
+			return struct{}{}, err
+		}
+		return struct{}{}, nil
+	}, backoff.WithBackOff(retryBackOff()), backoff.WithMaxElapsedTime(0))
+	if err != nil {
+		return fmt.Errorf("processor: %s: %w", kind, err)
+	}
+	return nil
+}
+
+// retryBackOff retries from 100 ms up to every 5 s: a returning ClickHouse
+// is noticed within seconds.
+func retryBackOff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 5 * time.Second
+	return b
+}
+
+// write stores the facts and the teams of new entities.
 func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
 	if f.Len() == 0 {
 		return nil
 	}
 	version := p.nextVersion()
 	teams := p.newEntities(f)
-	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+	err := p.retry(ctx, "write", func() error {
 		if err := p.store.Write(ctx, f, version); err != nil {
-			p.metrics.Errors.WithLabelValues("processor", "write").Inc()
-			p.logger.Warn("write failed; retrying", "rows", f.Len(), "err", err)
-			return struct{}{}, err
+			return err
 		}
-		if err := p.store.WriteTeams(ctx, teams, version); err != nil {
-			p.metrics.Errors.WithLabelValues("processor", "write").Inc()
-			return struct{}{}, err
-		}
-		return struct{}{}, nil
-	}, backoff.WithBackOff(writeBackOff()), backoff.WithMaxElapsedTime(0))
+		return p.store.WriteTeams(ctx, teams, version)
+	})
 	if err != nil {
-		return fmt.Errorf("processor: write: %w", err)
+		return err
 	}
 	for e := range teams {
 		p.mapped[e] = true
@@ -388,13 +454,12 @@ func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
 	return nil
 }
 
-// writeBackOff retries a failed write from 100 ms up to every 5 s: a
-// returning ClickHouse is noticed within seconds.
-func writeBackOff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
-	b.MaxInterval = 5 * time.Second
-	return b
+// publish hands the links to the other stage and waits for JetStream.
+func (p *Processor) publish(ctx context.Context, msgs []*nats.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	return p.retry(ctx, "link", func() error { return bus.PublishAll(ctx, p.js, msgs) })
 }
 
 func (p *Processor) newEntities(f correlate.Facts) map[string]string {
@@ -445,20 +510,33 @@ func (p *Processor) nextVersion() uint64 {
 	return v
 }
 
-// Idle reports whether every event on the bus has been processed and
-// acknowledged.
+// Idle reports whether both of the worker's consumers have nothing
+// pending or unacknowledged.
 func (p *Processor) Idle(ctx context.Context) (bool, error) {
-	cons, err := p.js.Consumer(ctx, bus.EventStream, p.opts.Consumer)
-	if err != nil {
-		return false, err
+	return consumersIdle(ctx, p.js, p.stage.name())
+}
+
+func consumersIdle(ctx context.Context, js jetstream.JetStream, worker string) (bool, error) {
+	for _, c := range []struct{ stream, name string }{
+		{bus.EventStream, ConsumerName(worker)},
+		{bus.LinkStream, ConsumerName(worker) + "-links"},
+	} {
+		cons, err := js.Consumer(ctx, c.stream, c.name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		if info.NumPending > 0 || info.NumAckPending > 0 {
+			return false, nil
+		}
 	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return false, err
-	}
-	offered := p.foreign.Load()
-	settled := offered == nil || p.foreignApplied.Load() == offered.version
-	return settled && info.NumPending == 0 && info.NumAckPending == 0, nil
+	return true, nil
 }
 
 func decode(data []byte) (event.Event, error) {

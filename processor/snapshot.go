@@ -2,12 +2,13 @@ package processor
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,81 +17,221 @@ import (
 	"github.com/doraflow/doraflow/processor/correlate"
 )
 
-// snapshot is what is stored: the state, and the last journal sequence it
-// holds; a restart folds the journal after it.
-type snapshot struct {
-	JournalSeq uint64             `json:"journal_seq"`
-	Taken      time.Time          `json:"taken"`
-	State      correlate.Snapshot `json:"state"`
+// Snapshots live in the object store doraflow_state: for a partition's
+// repository stage, one object per repository ("p3/r/<hash>", saved again
+// only when the repository changed) and a head ("p3") with the stream
+// positions the state covers; for attribution, one object ("attribution").
+// A head is written after the objects it covers, so a crash in between
+// leaves objects newer than their head, which the restart's refold folds
+// again harmlessly.
+
+// snapshotHead is a worker's snapshot head.
+type snapshotHead struct {
+	Position position  `json:"position"`
+	Taken    time.Time `json:"taken"`
+	// State is the stage's state (attribution), or what the repository
+	// stage holds besides its repositories.
+	State []byte `json:"state"`
+}
+
+func repoObject(worker, repo string) string {
+	sum := sha256.Sum256([]byte(repo))
+	return worker + "/r/" + hex.EncodeToString(sum[:12])
 }
 
 func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, error) {
-	return p.js.ObjectStore(ctx, bus.StateBucket)
-}
-
-// loadSnapshot returns the stored snapshot, or nil if there is none.
-func (p *Processor) loadSnapshot(ctx context.Context) (*snapshot, error) {
-	obs, err := p.objectStore(ctx)
+	obs, err := p.js.ObjectStore(ctx, bus.StateBucket)
 	if err != nil {
 		return nil, fmt.Errorf("processor: state store: %w", err)
 	}
-	r, err := obs.Get(ctx, p.opts.Consumer)
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("processor: read snapshot: %w", err)
-	}
-	defer r.Close()
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return nil, fmt.Errorf("processor: read snapshot: %w", err)
-	}
-	var snap snapshot
-	if err := json.NewDecoder(zr).Decode(&snap); err != nil {
-		return nil, fmt.Errorf("processor: decode snapshot: %w", err)
-	}
-	return &snap, nil
+	return obs, nil
 }
 
-// saveSnapshot stores the state and trims the journal it covers.
+// saveSnapshot stores what changed since the last snapshot, as of the last
+// written batch.
 func (p *Processor) saveSnapshot(ctx context.Context) error {
 	obs, err := p.objectStore(ctx)
 	if err != nil {
-		return fmt.Errorf("processor: state store: %w", err)
+		return err
 	}
-	if p.opts.Retention.Keep > 0 {
-		// The horizon moves a day at a time: compaction rebuilds the state.
-		p.state.Compact(time.Now().UTC().Truncate(24*time.Hour), p.opts.Retention)
+	// The retention horizon moves a day at a time.
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	head := snapshotHead{Position: p.pos, Taken: time.Now().UTC()}
+	saved := 0
+	switch s := p.stage.(type) {
+	case *repoStage:
+		s.repos.Compact(today)
+		for _, repo := range s.repos.Changed() {
+			data, ok, err := s.repos.EncodeRepo(repo)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if _, err := obs.PutBytes(ctx, repoObject(s.name(), repo), data); err != nil {
+				return fmt.Errorf("processor: save %s: %w", repo, err)
+			}
+			saved += len(data)
+		}
+		if head.State, err = s.repos.EncodeMeta(); err != nil {
+			return err
+		}
+	case *attributionStage:
+		s.attribution.Compact(today)
+		if !s.attribution.Changed() && !p.snapshotAt.IsZero() {
+			p.snapshotAt = time.Now()
+			return nil
+		}
+		if head.State, err = s.attribution.Encode(); err != nil {
+			return err
+		}
 	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	snap := snapshot{JournalSeq: p.journaled, Taken: time.Now().UTC(), State: p.state.Snapshot()}
-	if err := json.NewEncoder(zw).Encode(snap); err != nil {
+	data, err := json.Marshal(head)
+	if err != nil {
 		return fmt.Errorf("processor: encode snapshot: %w", err)
 	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("processor: encode snapshot: %w", err)
-	}
-	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: p.opts.Consumer}, io.Reader(&buf)); err != nil {
+	if _, err := obs.PutBytes(ctx, p.stage.name(), data); err != nil {
 		return fmt.Errorf("processor: write snapshot: %w", err)
 	}
 	p.snapshotAt = time.Now()
-	p.logger.Debug("state snapshot written", "journal_seq", snap.JournalSeq, "events", len(snap.State.Events), "bytes", buf.Len())
-	if snap.JournalSeq > 0 {
-		return p.trimJournal(ctx, snap.JournalSeq)
-	}
+	p.logger.Debug("state snapshot written", "position", p.pos, "bytes", saved+len(data))
 	return nil
 }
 
-// DeleteSnapshot drops the stored state of a consumer (replay re-derives it).
-func DeleteSnapshot(ctx context.Context, js jetstream.JetStream, consumer string) error {
+// loadSnapshot restores the worker's snapshot, if it has one, and returns
+// the positions it covers.
+func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
+	obs, err := p.objectStore(ctx)
+	if err != nil {
+		return position{}, false, err
+	}
+	data, err := obs.GetBytes(ctx, p.stage.name())
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return position{}, false, nil
+	}
+	if err != nil {
+		return position{}, false, fmt.Errorf("processor: read snapshot: %w", err)
+	}
+	var head snapshotHead
+	if err := json.Unmarshal(data, &head); err != nil {
+		return position{}, false, fmt.Errorf("processor: decode snapshot: %w", err)
+	}
+	switch s := p.stage.(type) {
+	case *repoStage:
+		if err := s.repos.DecodeMeta(head.State); err != nil {
+			return position{}, false, err
+		}
+		infos, err := obs.List(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return position{}, false, fmt.Errorf("processor: list snapshot: %w", err)
+		}
+		prefix := s.name() + "/r/"
+		for _, info := range infos {
+			if !strings.HasPrefix(info.Name, prefix) {
+				continue
+			}
+			data, err := obs.GetBytes(ctx, info.Name)
+			if err != nil {
+				return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", info.Name, err)
+			}
+			if err := s.repos.DecodeRepo(data); err != nil {
+				return position{}, false, err
+			}
+		}
+		s.repos.Changed() // what was just read is saved
+	case *attributionStage:
+		a, err := correlate.DecodeAttribution(p.opts.Correlate, head.State)
+		if err != nil {
+			return position{}, false, err
+		}
+		s.attribution = a
+	}
+	p.snapshotAt = time.Now()
+	return head.Position, true, nil
+}
+
+// DeleteSnapshots drops every worker's stored state (replay re-derives it).
+func DeleteSnapshots(ctx context.Context, js jetstream.JetStream) error {
 	obs, err := js.ObjectStore(ctx, bus.StateBucket)
 	if err != nil {
 		return fmt.Errorf("processor: state store: %w", err)
 	}
-	if err := obs.Delete(ctx, consumer); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return fmt.Errorf("processor: delete snapshot: %w", err)
+	infos, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("processor: list snapshots: %w", err)
+	}
+	for _, info := range infos {
+		if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return fmt.Errorf("processor: delete snapshot %s: %w", info.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkpoints
+
+func (p *Processor) checkpoints(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := p.js.KeyValue(ctx, bus.CheckpointBucket)
+	if err != nil {
+		return nil, fmt.Errorf("processor: checkpoints: %w", err)
+	}
+	return kv, nil
+}
+
+// saveCheckpoint records, after a batch's facts are written and its links
+// published and before it is acknowledged, how far the worker has folded.
+func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
+	kv, err := p.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(pos)
+	if err != nil {
+		return err
+	}
+	return p.retry(ctx, "checkpoint", func() error {
+		_, err := kv.Put(ctx, p.stage.name(), data)
+		return err
+	})
+}
+
+func (p *Processor) loadCheckpoint(ctx context.Context) (position, error) {
+	kv, err := p.checkpoints(ctx)
+	if err != nil {
+		return position{}, err
+	}
+	entry, err := kv.Get(ctx, p.stage.name())
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return position{}, nil
+	}
+	if err != nil {
+		return position{}, fmt.Errorf("processor: read checkpoint: %w", err)
+	}
+	var pos position
+	if err := json.Unmarshal(bytes.TrimSpace(entry.Value()), &pos); err != nil {
+		return position{}, fmt.Errorf("processor: decode checkpoint: %w", err)
+	}
+	return pos, nil
+}
+
+// DeleteCheckpoints drops every worker's checkpoint (replay).
+func DeleteCheckpoints(ctx context.Context, js jetstream.JetStream) error {
+	kv, err := js.KeyValue(ctx, bus.CheckpointBucket)
+	if err != nil {
+		return fmt.Errorf("processor: checkpoints: %w", err)
+	}
+	keys, err := kv.ListKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("processor: checkpoints: %w", err)
+	}
+	for k := range keys.Keys() {
+		if err := kv.Purge(ctx, k); err != nil {
+			return fmt.Errorf("processor: purge checkpoint %s: %w", k, err)
+		}
 	}
 	return nil
 }

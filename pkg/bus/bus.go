@@ -23,11 +23,6 @@ const (
 	RawSubjects   = "doraflow.raw.>"
 	EventStream   = "DORAFLOW_EVENTS"
 	EventSubjects = "doraflow.events.>"
-	// JournalStream is each partition's processor's record of the events it
-	// has folded and written (doraflow.journal.<partition>): with the
-	// partition's snapshot, exactly what a restart must fold again.
-	JournalStream   = "DORAFLOW_JOURNAL"
-	JournalSubjects = "doraflow.journal.>"
 	// DeadLetterStream keeps messages the processor could not use, with the
 	// reason, for a person to look at (and replay after a fix).
 	DeadLetterStream   = "DORAFLOW_DLQ"
@@ -36,11 +31,6 @@ const (
 	// StateBucket is the object store holding processor state snapshots,
 	// one object per consumer.
 	StateBucket = "doraflow_state"
-
-	// DeploymentIndexBucket is the key-value bucket where each partition's
-	// processor publishes its production deployments, so that every
-	// processor attributes incidents against all of them.
-	DeploymentIndexBucket = "doraflow_deployments"
 
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	// Webhook senders retry within hours; beyond the window the processor's
@@ -171,13 +161,6 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 			Replicas:    replicas,
 		},
 		{
-			Name:        JournalStream,
-			Description: "events each partition's processor has folded and written, since its snapshot",
-			Subjects:    []string{JournalSubjects},
-			Storage:     jetstream.FileStorage,
-			Replicas:    replicas,
-		},
-		{
 			Name:        DeadLetterStream,
 			Description: "messages the processor could not use, with the reason",
 			Subjects:    []string{DeadLetterSubjects},
@@ -197,15 +180,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 	}); err != nil {
 		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
 	}
-	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      DeploymentIndexBucket,
-		Description: "production deployments of every partition, for incident attribution",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}); err != nil {
-		return fmt.Errorf("bus: key-value bucket %s: %w", DeploymentIndexBucket, err)
-	}
-	return nil
+	return ensureProcessorStreams(ctx, js, replicas)
 }
 
 // ClientURL is where another process can connect to the embedded server
@@ -288,27 +263,4 @@ func EventSubject(partition int, typ string) string {
 // RawSubject is the archive subject of a delivery: doraflow.raw.<source>.<event>.
 func RawSubject(source, event string) string {
 	return "doraflow.raw." + Token(source) + "." + Token(event)
-}
-
-// ClearDeploymentIndex removes every entry of the deployment index, for a
-// replay that re-derives all facts.
-func ClearDeploymentIndex(ctx context.Context, js jetstream.JetStream) error {
-	kv, err := js.KeyValue(ctx, DeploymentIndexBucket)
-	if err != nil {
-		return fmt.Errorf("bus: %s: %w", DeploymentIndexBucket, err)
-	}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return fmt.Errorf("bus: %s: %w", DeploymentIndexBucket, err)
-	}
-	for k := range keys.Keys() {
-		if err := kv.Purge(ctx, k); err != nil {
-			return fmt.Errorf("bus: %s: purge %s: %w", DeploymentIndexBucket, k, err)
-		}
-	}
-	// The key channel also closes when ctx ends, before the last key.
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bus: %s: list keys: %w", DeploymentIndexBucket, err)
-	}
-	return nil
 }

@@ -1,0 +1,53 @@
+package bus
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The processor's own stream and buckets: how its stages hand records to
+// each other, and where each worker checkpoints.
+const (
+	// LinkStream carries the records between the correlation's stages:
+	// production deployments and shipped commits from the repository stages
+	// to attribution (doraflow.links.deployments), and the incidents blamed
+	// on each partition's repositories back (doraflow.links.outcomes.<p>).
+	LinkStream      = "DORAFLOW_LINKS"
+	LinkSubjects    = "doraflow.links.>"
+	LinkDeployments = "doraflow.links.deployments"
+
+	// CheckpointBucket holds, per processor worker, the stream positions
+	// up to which its facts are written: a restart folds exactly that far
+	// before it consumes again.
+	CheckpointBucket = "doraflow_checkpoints"
+)
+
+// LinkOutcomes is the subject of the outcomes for a partition's
+// repositories.
+func LinkOutcomes(partition int) string { return fmt.Sprintf("doraflow.links.outcomes.%d", partition) }
+
+// ensureProcessorStreams creates or updates the link stream and the
+// checkpoint bucket.
+func ensureProcessorStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        LinkStream,
+		Description: "records between the correlation's stages: production deployments, shipped commits, blamed incidents",
+		Subjects:    []string{LinkSubjects},
+		Storage:     jetstream.FileStorage,
+		Duplicates:  DuplicateWindow,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", LinkStream, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      CheckpointBucket,
+		Description: "per processor worker: the stream positions its written facts cover",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: key-value bucket %s: %w", CheckpointBucket, err)
+	}
+	return nil
+}

@@ -1,0 +1,98 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/doraflow/doraflow/pkg/bus"
+)
+
+// refold folds again, from the streams themselves, the messages after the
+// snapshot's positions up to the checkpoint's: exactly what the worker had
+// folded and written when it stopped, whatever its consumers' acknowledgements
+// say. Messages after the checkpoint come through the consumers.
+func (p *Processor) refold(ctx context.Context, from, to position) (int, error) {
+	n := 0
+	for _, s := range []struct {
+		stream   string
+		subjects []string
+		from, to uint64
+		fold     func(jetstream.Msg) error
+	}{
+		{bus.LinkStream, p.stage.linkSubjects(), from.Links, to.Links, func(m jetstream.Msg) error {
+			return p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+		}},
+		{bus.EventStream, p.stage.eventSubjects(), from.Events, to.Events, func(m jetstream.Msg) error {
+			e, err := decode(m.Data())
+			if err == nil {
+				p.stage.apply(e)
+			}
+			return err
+		}},
+	} {
+		if s.to <= s.from {
+			continue
+		}
+		folded, err := p.refoldStream(ctx, s.stream, s.subjects, s.from, s.to, s.fold)
+		n += folded
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []string, from, to uint64, fold func(jetstream.Msg) error) (int, error) {
+	st, err := p.js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("processor: refold %s: %w", stream, err)
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: subjects,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from + 1})
+	if err != nil {
+		return 0, fmt.Errorf("processor: refold %s: %w", stream, err)
+	}
+	n := 0
+	progressed := time.Now()
+	for {
+		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(100*time.Millisecond))
+		if err != nil {
+			return n, fmt.Errorf("processor: refold %s: %w", stream, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				return n, fmt.Errorf("processor: refold %s: %w", stream, err)
+			}
+			if meta.Sequence.Stream > to {
+				return n, nil
+			}
+			got++
+			if err := fold(m); err != nil {
+				// Dead-lettered messages left the stream; one that would
+				// be is left to the consumer.
+				p.logger.Warn("refold skipped a message", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
+			} else {
+				n++
+			}
+			if meta.Sequence.Stream == to || meta.NumPending == 0 {
+				return n, nil
+			}
+		}
+		if err := batch.Error(); err != nil && got == 0 && ctx.Err() == nil {
+			p.logger.Debug("refold fetch ended", "err", err)
+		}
+		if got > 0 {
+			progressed = time.Now()
+		} else if ctx.Err() != nil {
+			return n, ctx.Err()
+		} else if time.Since(progressed) > 5*time.Second {
+			return n, nil // nothing more up to the checkpoint (trimmed, or dead-lettered)
+		}
+	}
+}
