@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/pkg/config"
 )
 
@@ -24,11 +25,19 @@ func main() {
 	defer stop()
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "doraflow:", err)
-		if errors.Is(err, errConfig) {
-			os.Exit(2)
-		}
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for an error the configuration causes, 1 for any other.
+func exitCode(err error) int {
+	// A partition count other than the bus's is found only once the bus
+	// answers, but it is the configuration that must change.
+	var layout *serve.PartitionsError
+	if errors.Is(err, errConfig) || errors.As(err, &layout) {
+		return 2
+	}
+	return 1
 }
 
 func newRoot() *cobra.Command {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
 )
 
 func TestMain(m *testing.M) {
@@ -84,6 +85,37 @@ func TestBadFlagsAreConfigErrors(t *testing.T) {
 	} {
 		if _, err := run(t, args...); !errors.Is(err, errConfig) {
 			t.Errorf("%v: got %v, want a configuration error (exit 2)", args, err)
+		}
+	}
+}
+
+// A partition count other than the one the bus was set up with is a
+// configuration error (exit status 2) for every command that publishes or
+// processes events, and says what to do.
+func TestPartitionChangeExitsWith2(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Setenv("DORAFLOW_DATA_DIR", dir)
+	t.Setenv("DORAFLOW_CLICKHOUSE_DSN", testenv.ClickHouse(t))
+	t.Setenv("DORAFLOW_LISTEN", "127.0.0.1:0")
+	b, err := bus.Open(ctx, bus.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = bus.InitLayout(ctx, b.JS, bus.Layout{Partitions: 8})
+	b.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DORAFLOW_PARTITIONS", "4")
+	for _, args := range [][]string{{"serve"}, {"serve", "--role", "all"}, {"replay"}, {"demo", "--days", "1"}} {
+		_, err := run(t, args...)
+		if code := exitCode(err); code != 2 {
+			t.Errorf("%v: exit %d (%v), want 2", args, code, err)
+			continue
+		}
+		if !strings.Contains(err.Error(), "set up with 8 partitions") || !strings.Contains(err.Error(), "is 4") {
+			t.Errorf("%v: %v", args, err)
 		}
 	}
 }

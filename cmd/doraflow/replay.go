@@ -13,13 +13,17 @@ import (
 )
 
 func replayCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "replay",
 		Short: "Re-derive every fact from the raw webhook archive (after a parser fix)",
 		Long: `Parses every archived delivery again with the current parsers and configuration,
 replaces the event stream with the result and brings the stored facts in line
 (writing tombstones for facts that no longer hold). Stop the processors first;
-collectors may keep running against an external NATS.`,
+collectors may keep running against an external NATS.
+
+With --repartition it also moves the bus to the configured partition count
+(DORAFLOW_PARTITIONS), the one safe way to change it: stop every doraflow
+process, collectors included, run it, then start everything with the new count.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(cmd)
 			if err != nil {
@@ -48,7 +52,8 @@ collectors may keep running against an external NATS.`,
 			if err != nil {
 				return fmt.Errorf("%w: %w", errConfig, err)
 			}
-			res, err := replay.Run(ctx, b.JS, store, routes, popts, cfg.Processor.Partitions, cmd.ErrOrStderr(), logger)
+			repartition, _ := cmd.Flags().GetBool("repartition")
+			res, err := replay.Run(ctx, b.JS, store, routes, popts, repartition, cmd.ErrOrStderr(), logger)
 			if err != nil {
 				return err
 			}
@@ -66,4 +71,6 @@ collectors may keep running against an external NATS.`,
 			return nil
 		},
 	}
+	cmd.Flags().Bool("repartition", false, "move the bus to the configured partition count (stop every doraflow process first)")
+	return cmd
 }

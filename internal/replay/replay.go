@@ -35,11 +35,21 @@ type Result struct {
 	Rebuild    processor.RebuildStats
 }
 
-// Run replays the raw archive. partitions must be the configured number.
+// Run replays the raw archive under opts.Partitions partitions. That must
+// be the count the bus is laid out with unless repartition is set: then
+// the replay moves the bus to it (see planLayout).
 func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, routes []serve.Route,
-	opts processor.Options, partitions int, progress io.Writer, logger *slog.Logger) (Result, error) {
+	opts processor.Options, repartition bool, progress io.Writer, logger *slog.Logger) (Result, error) {
 	res := Result{Skipped: map[string]int{}}
-	if err := ensureNoProcessor(ctx, js, opts.Partitions); err != nil {
+	partitions := max(opts.Partitions, 1)
+	layout, err := planLayout(ctx, js, partitions, repartition)
+	if err != nil {
+		return res, err
+	}
+	if err := ensureNoProcessor(ctx, js, layout.span); err != nil {
+		return res, err
+	}
+	if err := layout.begin(ctx, js); err != nil {
 		return res, err
 	}
 	events, err := js.Stream(ctx, bus.EventStream)
@@ -74,11 +84,16 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 	if err := publish(ctx, js, derived, partitions); err != nil {
 		return res, err
 	}
+	if layout.moving {
+		if err := onlyDerived(ctx, events, len(derived)); err != nil {
+			return res, err
+		}
+	}
 	// The processors' consumers would redeliver the whole stream as new,
 	// their saved states, journals and published deployments are of the old
-	// stream:
-	// processors start afresh from the new one.
-	for p := range max(partitions, 1) {
+	// stream: processors start afresh from the new one. After a change of
+	// count that includes the old partitions beyond the new count.
+	for p := range layout.span {
 		name := processor.ConsumerName(p)
 		if err := js.DeleteConsumer(ctx, bus.EventStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return res, fmt.Errorf("replay: reset consumer: %w", err)
@@ -93,8 +108,10 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 	if err := bus.ClearDeploymentIndex(ctx, js); err != nil {
 		return res, err
 	}
-	res.Rebuild, err = rederive(ctx, js, store, opts, logger)
-	return res, err
+	if res.Rebuild, err = rederive(ctx, js, store, opts, logger); err != nil {
+		return res, err
+	}
+	return res, layout.finish(ctx, js)
 }
 
 // rederive runs every partition's processor over the new stream until all
@@ -197,6 +214,11 @@ func derive(ctx context.Context, raw jetstream.Stream, state jetstream.StreamSta
 					out = append(out, e)
 				}
 			}
+		}
+		// The channel also closes when the fetch fails; nothing is purged
+		// yet, so stopping here loses nothing.
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("replay: read archive after sequence %d: %w", seq, err)
 		}
 		if n == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -1,23 +1,16 @@
 package serve_test
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/doraflow/doraflow/internal/replay"
-	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/bus"
-	"github.com/doraflow/doraflow/sinks/clickhouse"
 )
 
 // After a change to how deliveries are parsed (here: which issue label
 // marks an incident), replay re-derives every fact from the raw archive,
 // retracting those that no longer hold; parsing as before restores them.
 func TestReplayRederivesFromTheArchive(t *testing.T) {
-	ctx := context.Background()
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	srv := start(t, cfg)
 	for _, d := range scenario() {
@@ -28,26 +21,7 @@ func TestReplayRederivesFromTheArchive(t *testing.T) {
 
 	run := func() replay.Result {
 		t.Helper()
-		b, err := bus.Open(ctx, bus.Options{DataDir: cfg.DataDir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer b.Close()
-		store, err := clickhouse.Open(ctx, cfg.ClickHouseDSN, slog.Default())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer store.Close()
-		routes, _, err := serve.Sources(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		popts, err := serve.ProcessorOptions(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := replay.Run(ctx, b.JS, store, routes, popts, cfg.Processor.Partitions, io.Discard,
-			quiet())
+		res, err := runReplay(t, cfg, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -64,7 +64,9 @@ type Server struct {
 // Start brings up the parts of role and returns once they serve. Stop ends
 // them.
 func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) (*Server, error) {
-	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 2)}
+	// One slot per part that can fail (HTTP, processor, layout watch), so
+	// that none blocks on reporting.
+	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 3)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -74,6 +76,18 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	var err error
 	s.Bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
 	if err != nil {
+		return nil, err
+	}
+	// Background work outlives Start's ctx, until Stop.
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	// Watched before it is checked, so that no change slips in between.
+	if err := s.watchLayout(bg); err != nil {
+		return nil, err
+	}
+	// Before anything is published, processed or written: under another
+	// partition count than the bus's, both would rewrite history.
+	if err := CheckPartitions(ctx, s.Bus.JS, cfg.Processor.Partitions); err != nil {
 		return nil, err
 	}
 	if role != RoleCollector {
@@ -112,12 +126,10 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			return nil, err
 		}
 		s.Processor = processor.NewManager(s.Bus.JS, s.Store, popts, s.Metrics, logger)
-		pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		s.cancel = cancel
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.Processor.Run(pctx); err != nil {
+			if err := s.Processor.Run(bg); err != nil {
 				s.errc <- err
 			}
 		}()
@@ -168,6 +180,29 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 		LeaseTTL:         cfg.Processor.LeaseTTL,
 		Retention:        correlate.Retention{Keep: cfg.Processor.Retention.Keep, Margin: cfg.Processor.Retention.Margin},
 	}, nil
+}
+
+// watchLayout ends the server, through Err, when the bus is re-laid out
+// under it (a replay re-partitioning it): whatever this process published
+// or processed from then on would go to the wrong partitions.
+func (s *Server) watchLayout(ctx context.Context) error {
+	layouts, err := bus.WatchLayout(ctx, s.Bus.JS)
+	if err != nil {
+		return err
+	}
+	configured := s.cfg.Processor.Partitions
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for l := range layouts {
+			if l.Partitions != configured || l.Repartitioning != 0 {
+				s.errc <- fmt.Errorf("serve: the bus was re-laid out under this process: %w",
+					&PartitionsError{Recorded: l.Partitions, Configured: configured, Repartitioning: l.Repartitioning})
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 func natsDesc(url string) string {

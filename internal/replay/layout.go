@@ -1,0 +1,82 @@
+package replay
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/pkg/bus"
+)
+
+// layoutPlan is what a replay does to the bus's layout. A plain replay
+// keeps the recorded partition count. A re-partitioning one marks the bus
+// as moving to the new count before it touches the event stream — running
+// processes stop, and nothing else starts until it is done — and records
+// the new count once every fact is re-derived under it.
+type layoutPlan struct {
+	// span covers every partition the bus may hold processor state of:
+	// the recorded count's, the new one's, and a half-done move's.
+	span   int
+	moving bool
+	from   bus.Layout
+	to     int
+	rev    uint64
+}
+
+func planLayout(ctx context.Context, js jetstream.JetStream, partitions int, repartition bool) (*layoutPlan, error) {
+	if !repartition {
+		if err := serve.CheckPartitions(ctx, js, partitions); err != nil {
+			return nil, err
+		}
+		return &layoutPlan{span: partitions, to: partitions}, nil
+	}
+	l, rev, _, err := serve.EnsureLayout(ctx, js, partitions)
+	if err != nil {
+		return nil, err
+	}
+	return &layoutPlan{
+		span:   max(partitions, l.Partitions, l.Repartitioning),
+		moving: l != bus.Layout{Partitions: partitions},
+		from:   l, to: partitions, rev: rev,
+	}, nil
+}
+
+func (p *layoutPlan) begin(ctx context.Context, js jetstream.JetStream) error {
+	if !p.moving {
+		return nil
+	}
+	rev, err := bus.UpdateLayout(ctx, js, bus.Layout{Partitions: p.from.Partitions, Repartitioning: p.to}, p.rev)
+	if err != nil {
+		return fmt.Errorf("replay: mark the bus as re-partitioning (is another replay running?): %w", err)
+	}
+	p.rev = rev
+	return nil
+}
+
+func (p *layoutPlan) finish(ctx context.Context, js jetstream.JetStream) error {
+	if !p.moving {
+		return nil
+	}
+	if _, err := bus.UpdateLayout(ctx, js, bus.Layout{Partitions: p.to}, p.rev); err != nil {
+		return fmt.Errorf("replay: record %d partitions: %w", p.to, err)
+	}
+	return nil
+}
+
+// onlyDerived makes sure the event stream holds only what the replay
+// derived. A collector left running while the bus is re-partitioned
+// publishes under the old count, into partitions that no longer hold its
+// repositories.
+func onlyDerived(ctx context.Context, events jetstream.Stream, derived int) error {
+	info, err := events.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if extra := int64(info.State.Msgs) - int64(derived); extra != 0 {
+		return fmt.Errorf("replay: %d events were published while the bus was re-partitioned (a collector still "+
+			"running?); stop every doraflow process and run the replay again", extra)
+	}
+	return nil
+}
