@@ -89,6 +89,7 @@ type Facts struct {
 	Deployments []Row[DeploymentFact]
 	Changes     []Row[ChangeFact]
 	Incidents   []Row[IncidentFact]
+	Days        []RepoDay // the per-day rollups the facts above changed
 }
 
 // Row is a fact to write, or (Live false) to retract.
