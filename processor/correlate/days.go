@@ -27,11 +27,11 @@ type RepoDay struct {
 	LeadTimeSeconds []uint64
 }
 
-// repoDays keeps a repository's RepoDays up to date as its facts are handed
+// RepoDays keeps a repository's RepoDay rows up to date as its facts are handed
 // out, at a cost proportional to the facts that change (the day's sorted
 // lists are kept sorted, never rebuilt). Its fields are exported for gob
 // snapshots; the zero value (as gob decodes an empty one) is ready to use.
-type repoDays struct {
+type RepoDays struct {
 	// Days by Unix day. A day whose facts are all gone is deleted once
 	// flushed.
 	Days map[int32]*dayTally
@@ -44,10 +44,10 @@ type dayTally struct {
 	RecoverySeconds, LeadTimeSeconds []uint64
 }
 
-// add counts a deployment fact (sign +1) as handed out live, or uncounts it
+// Add counts a deployment fact (sign +1) as handed out live, or uncounts it
 // (sign -1) when the row last handed out for it is retracted or replaced.
 // Only production deployments count. A -1 must name a fact counted before.
-func (d *repoDays) add(f DeploymentFact, sign int) {
+func (d *RepoDays) Add(f DeploymentFact, sign int) {
 	if !f.Production {
 		return
 	}
@@ -64,14 +64,14 @@ func (d *repoDays) add(f DeploymentFact, sign int) {
 	}
 }
 
-// addChange is add for a change fact.
-func (d *repoDays) addChange(f ChangeFact, sign int) {
+// AddChange is Add for a change fact.
+func (d *RepoDays) AddChange(f ChangeFact, sign int) {
 	t := d.day(f.DeployedAt)
 	t.LeadTimeSeconds = updateSorted(t.LeadTimeSeconds, f.LeadTimeSeconds(), sign)
 }
 
 // day returns the tally of the day t falls on, marking it changed.
-func (d *repoDays) day(t time.Time) *dayTally {
+func (d *RepoDays) day(t time.Time) *dayTally {
 	if d.Days == nil {
 		d.Days = map[int32]*dayTally{}
 	}
@@ -88,10 +88,10 @@ func (d *repoDays) day(t time.Time) *dayTally {
 	return tally
 }
 
-// flush returns the days of repo changed since the last flush, in day
+// Flush returns the days of repo changed since the last flush, in day
 // order: each as a whole row that replaces the stored one (all zero where
 // the day has nothing left, so the stored row stops counting).
-func (d *repoDays) flush(repo string) []RepoDay {
+func (d *RepoDays) Flush(repo string) []RepoDay {
 	if len(d.Dirty) == 0 {
 		return nil
 	}
@@ -119,10 +119,10 @@ func (d *repoDays) flush(repo string) []RepoDay {
 	return out
 }
 
-// drop forgets the days that end at or before before: their facts are
+// Drop forgets the days that end at or before before: their facts are
 // frozen (never rewritten or retracted), so their stored rows are final.
 // Call it after a flush: a dropped day's unflushed change would be lost.
-func (d *repoDays) drop(before time.Time) {
+func (d *RepoDays) Drop(before time.Time) {
 	last := unixDay(before)
 	for day := range d.Days {
 		if day < last {

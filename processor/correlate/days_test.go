@@ -57,18 +57,18 @@ func TestRepoDays(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var d repoDays
+			var d RepoDays
 			got := []RepoDay{}
 			for _, s := range tt.steps {
 				switch {
 				case s.dep != nil:
-					d.add(*s.dep, s.sign)
+					d.Add(*s.dep, s.sign)
 				case s.change != nil:
-					d.addChange(*s.change, s.sign)
+					d.AddChange(*s.change, s.sign)
 				case s.flush:
-					got = normalDays(d.flush("a/b"))
+					got = normalDays(d.Flush("a/b"))
 				case !s.drop.IsZero():
-					d.drop(s.drop)
+					d.Drop(s.drop)
 				}
 			}
 			if want := normalDays(tt.want); !reflect.DeepEqual(got, want) {
@@ -78,7 +78,7 @@ func TestRepoDays(t *testing.T) {
 	}
 }
 
-// TestRepoDaysMatchLiveFacts drives repoDays as the repository stage does —
+// TestRepoDaysMatchLiveFacts drives RepoDays as the repository stage does —
 // each fact handed out live, replaced (same time, new content), moved
 // (retracted at the old time, live at the new one) or retracted, with
 // flushes, snapshots and retention in between — and checks after every
@@ -87,7 +87,7 @@ func TestRepoDays(t *testing.T) {
 func TestRepoDaysMatchLiveFacts(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		const repo = "a/b"
-		var days repoDays
+		var days RepoDays
 		live := map[string]DeploymentFact{} // by id: what the store holds live
 		liveChanges := map[string]ChangeFact{}
 		stored := map[int32]RepoDay{} // the rollup rows written, latest per day
@@ -116,11 +116,11 @@ func TestRepoDaysMatchLiveFacts(t *testing.T) {
 				}
 				retract := rapid.IntRange(0, 5).Draw(t, "retract") == 0
 				if hadOld {
-					days.add(old, -1)
+					days.Add(old, -1)
 					delete(live, id)
 				}
 				if !retract {
-					days.add(cur, 1)
+					days.Add(cur, 1)
 					live[id] = cur
 				}
 			case 3, 4, 5: // a change fact likewise
@@ -136,15 +136,15 @@ func TestRepoDaysMatchLiveFacts(t *testing.T) {
 				cur.CommittedAt = cur.DeployedAt.Add(-time.Duration(rapid.IntRange(-100, 1000000).Draw(t, "lead")) * time.Second)
 				retract := rapid.IntRange(0, 5).Draw(t, "retract") == 0
 				if hadOld {
-					days.addChange(old, -1)
+					days.AddChange(old, -1)
 					delete(liveChanges, sha)
 				}
 				if !retract {
-					days.addChange(cur, 1)
+					days.AddChange(cur, 1)
 					liveChanges[sha] = cur
 				}
 			case 6, 7: // a flush, written to the store
-				for _, row := range days.flush(repo) {
+				for _, row := range days.Flush(repo) {
 					if row.Repo != repo || !row.Day.Equal(row.Day.Truncate(24*time.Hour)) {
 						t.Fatalf("row %+v: want repo %s and a midnight", row, repo)
 					}
@@ -169,16 +169,16 @@ func TestRepoDaysMatchLiveFacts(t *testing.T) {
 				if err := gob.NewEncoder(&buf).Encode(&days); err != nil {
 					t.Fatal(err)
 				}
-				days = repoDays{}
+				days = RepoDays{}
 				if err := gob.NewDecoder(&buf).Decode(&days); err != nil {
 					t.Fatal(err)
 				}
 			case 9: // retention, after a flush as the stage does it
-				for _, row := range days.flush(repo) {
+				for _, row := range days.Flush(repo) {
 					stored[unixDay(row.Day)] = row
 				}
 				floor += rapid.IntRange(0, 2).Draw(t, "advance")
-				days.drop(at(floor, 0).Add(time.Duration(rapid.IntRange(0, 86399).Draw(t, "dropSec")) * time.Second))
+				days.Drop(at(floor, 0).Add(time.Duration(rapid.IntRange(0, 86399).Draw(t, "dropSec")) * time.Second))
 				for day := range days.Days {
 					if day < unixDay(at(floor, 0)) {
 						t.Fatalf("day %d kept after dropping before day %d", day, unixDay(at(floor, 0)))
