@@ -10,7 +10,7 @@ CH_HTTP   ?= 18123
 DEMO_ADDR ?= 127.0.0.1:18080
 DEMO_DAYS ?= 60
 
-.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench clean
+.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries clean
 
 all: build
 
@@ -50,6 +50,16 @@ demo: build clickhouse
 bench:
 	bash scripts/clickhouse.sh ensure
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+# `report` over three years of a 500-team organisation (10 M changes), its
+# baselines and PostgreSQL, measured in one run; figures to
+# docs/benchmarks-queries.md. Takes ~15 minutes; each server is throwaway.
+bench-queries:
+	bash scripts/clickhouse.sh ensure
+	bash scripts/postgres.sh ensure
+	mkdir -p docs
+	DORAFLOW_BENCH_SIZE=organisation DORAFLOW_BENCH_DOC=$(abspath docs/benchmarks-queries.md) \
+		$(GO) test -run '^$$' -bench Queries -benchtime 20x -timeout 90m ./internal/benchscale
 
 clean: clickhouse-stop
 	rm -rf bin $(DATA_DIR)

@@ -16,9 +16,10 @@ import (
 	"github.com/doraflow/doraflow/pkg/dora"
 )
 
-// Source is where the aggregates come from.
+// Source is where the aggregates come from: per team and over all teams, or
+// (team not empty) over that team's facts alone, the total being the team's.
 type Source interface {
-	Aggregates(ctx context.Context, since, until time.Time) (map[string]*dora.Aggregates, *dora.Aggregates, error)
+	Aggregates(ctx context.Context, since, until time.Time, team string) (map[string]*dora.Aggregates, *dora.Aggregates, error)
 }
 
 // Report is the JSON document `doraflow report --format json` prints.
@@ -31,9 +32,10 @@ type Report struct {
 }
 
 // Build computes the report over [since, until). Every team in teams
-// appears, measured or not; team, if not empty, keeps only that one.
+// appears, measured or not; team, if not empty, keeps only that one, and
+// only its facts are read.
 func Build(ctx context.Context, src Source, b dora.Benchmark, since, until time.Time, teams []string, team string) (Report, error) {
-	perTeam, total, err := src.Aggregates(ctx, since, until)
+	perTeam, total, err := src.Aggregates(ctx, since, until, team)
 	if err != nil {
 		return Report{}, err
 	}
@@ -55,13 +57,6 @@ func Build(ctx context.Context, src Source, b dora.Benchmark, since, until time.
 			a = &dora.Aggregates{}
 		}
 		r.Teams = append(r.Teams, b.Metrics(name, *a, window))
-	}
-	if team != "" {
-		a := perTeam[team]
-		if a == nil {
-			a = &dora.Aggregates{}
-		}
-		total = a
 	}
 	r.Total = b.Metrics("*", *total, window)
 	return r, nil

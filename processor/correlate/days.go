@@ -1,6 +1,7 @@
 package correlate
 
 import (
+	"cmp"
 	"slices"
 	"time"
 )
@@ -18,10 +19,9 @@ type RepoDay struct {
 	// rework ones among them.
 	Deployments, Failed, Rework int
 	// RecoverySeconds, ascending: per failed deployment with a recovery
-	// time, recovered − finished in whole seconds, computed as the store's
-	// query did on the facts (unsigned, so a recovery before the finish
-	// wraps as it does there).
-	RecoverySeconds []uint64
+	// time, recovered − finished in whole seconds (signed, as the store's
+	// queries compute it from the facts).
+	RecoverySeconds []int64
 	// LeadTimeSeconds, ascending: per change first deployed that day, its
 	// lead time in whole seconds as the store writes it.
 	LeadTimeSeconds []uint64
@@ -40,8 +40,9 @@ type RepoDays struct {
 }
 
 type dayTally struct {
-	Deployments, Failed, Rework      int
-	RecoverySeconds, LeadTimeSeconds []uint64
+	Deployments, Failed, Rework int
+	RecoverySeconds             []int64
+	LeadTimeSeconds             []uint64
 }
 
 // Add counts a deployment fact (sign +1) as handed out live, or uncounts it
@@ -142,7 +143,7 @@ func (t *dayTally) empty() bool {
 
 // updateSorted inserts v into the ascending list s (sign > 0) or removes
 // one occurrence of it (sign < 0; nothing if absent).
-func updateSorted(s []uint64, v uint64, sign int) []uint64 {
+func updateSorted[T cmp.Ordered](s []T, v T, sign int) []T {
 	i, found := slices.BinarySearch(s, v)
 	switch {
 	case sign > 0:
@@ -154,13 +155,13 @@ func updateSorted(s []uint64, v uint64, sign int) []uint64 {
 }
 
 // RecoverySeconds is a recovered deployment's recovery time as the store's
-// queries compute it from the stored seconds, toUInt64(recovered_at) -
-// toUInt64(finished_at); zero without a recovery time.
-func (f DeploymentFact) RecoverySeconds() uint64 {
+// queries compute it from the stored seconds (toUInt64(recovered_at) -
+// toUInt64(finished_at) is an Int64 there); zero without a recovery time.
+func (f DeploymentFact) RecoverySeconds() int64 {
 	if f.RecoveredAt == nil {
 		return 0
 	}
-	return uint64(f.RecoveredAt.Unix()) - uint64(f.FinishedAt.Unix())
+	return f.RecoveredAt.Unix() - f.FinishedAt.Unix()
 }
 
 // LeadTimeSeconds is the lead time in whole seconds, as the store writes it.

@@ -44,7 +44,7 @@ func TestRepoDays(t *testing.T) {
 			[]RepoDay{{Repo: "a/b", Day: at(0, 0), Deployments: 1, LeadTimeSeconds: []uint64{3 * 3600}}}},
 		{"non-production deployments do not count", []step{{dep: &staging, sign: 1}, {flush: true}}, []RepoDay{}},
 		{"a deployment becomes failed and recovered", []step{{dep: &dep, sign: 1}, {flush: true}, {dep: &dep, sign: -1}, {dep: &failed, sign: 1}, {flush: true}},
-			[]RepoDay{{Repo: "a/b", Day: at(0, 0), Deployments: 1, Failed: 1, Rework: 1, RecoverySeconds: []uint64{2 * 3600}}}},
+			[]RepoDay{{Repo: "a/b", Day: at(0, 0), Deployments: 1, Failed: 1, Rework: 1, RecoverySeconds: []int64{2 * 3600}}}},
 		{"a change moves to the next day: both days are rewritten", []step{{change: &change, sign: 1}, {flush: true}, {change: &change, sign: -1}, {change: &moved, sign: 1}, {flush: true}},
 			[]RepoDay{{Repo: "a/b", Day: at(0, 0)}, {Repo: "a/b", Day: at(1, 0), LeadTimeSeconds: []uint64{18 * 3600}}}},
 		{"a retracted deployment leaves a zero row", []step{{dep: &failed, sign: 1}, {flush: true}, {dep: &failed, sign: -1}, {flush: true}},
@@ -208,7 +208,7 @@ func bruteDays(repo string, deps map[string]DeploymentFact, changes map[string]C
 		if f.Failed {
 			r.Failed++
 			if f.RecoveredAt != nil {
-				r.RecoverySeconds = append(r.RecoverySeconds, uint64(f.RecoveredAt.Unix())-uint64(f.FinishedAt.Unix()))
+				r.RecoverySeconds = append(r.RecoverySeconds, f.RecoveredAt.Unix()-f.FinishedAt.Unix())
 			}
 		}
 		if f.Rework {

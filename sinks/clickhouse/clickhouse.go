@@ -157,9 +157,10 @@ func statements(sql string) []string {
 	return out
 }
 
-// qualify puts the database before the table a CREATE TABLE names, so the
-// migrations need not know it.
+// qualify puts the database before the table a CREATE TABLE names, and in
+// place of {db} in other statements, so the migrations need not know it.
 func qualify(stmt, database string) string {
+	stmt = strings.ReplaceAll(stmt, "{db}", database)
 	const p = "CREATE TABLE IF NOT EXISTS "
 	if i := strings.Index(stmt, p); i >= 0 {
 		return stmt[:i+len(p)] + database + "." + stmt[i+len(p):]

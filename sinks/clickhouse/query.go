@@ -2,6 +2,9 @@ package clickhouse
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -11,69 +14,95 @@ import (
 )
 
 // Aggregates runs the metric SQL over [since, until) and returns the
-// aggregates per team, and over all teams.
-func (s *Store) Aggregates(ctx context.Context, since, until time.Time) (map[string]*dora.Aggregates, *dora.Aggregates, error) {
+// aggregates per team, and over all teams; with team set, only over that
+// team's facts (and the total is that team's). One query per table kind,
+// each giving the per-team rows and the total in one scan.
+func (s *Store) Aggregates(ctx context.Context, since, until time.Time, team string) (map[string]*dora.Aggregates, *dora.Aggregates, error) {
 	w := dora.Between(since, until)
+	scope := dora.AllTeams
+	if team != "" {
+		scope = dora.OneTeam(team)
+	}
 	perTeam := map[string]*dora.Aggregates{}
-	total := map[string]*dora.Aggregates{}
-	for _, g := range []struct {
-		grouping dora.Grouping
-		into     map[string]*dora.Aggregates
-	}{{dora.ByTeam, perTeam}, {dora.AllTeams, total}} {
-		get := func(team string) *dora.Aggregates {
-			a := g.into[team]
-			if a == nil {
-				a = &dora.Aggregates{}
-				g.into[team] = a
-			}
-			return a
+	total := &dora.Aggregates{}
+	get := func(team string) *dora.Aggregates {
+		a := perTeam[team]
+		if a == nil {
+			a = &dora.Aggregates{}
+			perTeam[team] = a
 		}
-		queries := []struct {
-			sql    string
-			fields func(a *dora.Aggregates) []*uint64
-		}{
-			{dora.DeploymentsSQL(s.database, w, g.grouping), func(a *dora.Aggregates) []*uint64 {
-				return []*uint64{&a.Deployments, &a.Failed, &a.Rework, &a.Recovered, &a.RecoveryMedianSeconds}
-			}},
-			{dora.ChangesSQL(s.database, w, g.grouping), func(a *dora.Aggregates) []*uint64 {
-				return []*uint64{&a.Changes, &a.LeadTimeMedianSeconds, &a.LeadTimeP90}
-			}},
-			{dora.IncidentsSQL(s.database, w, g.grouping), func(a *dora.Aggregates) []*uint64 {
-				return []*uint64{&a.Incidents, &a.Resolved, &a.TimeToRestoreMedianSeconds}
-			}},
+		return a
+	}
+	queries := []struct {
+		what, sql string
+		fields    func(a *dora.Aggregates) []*uint64
+	}{
+		{"delivery metrics", dora.DeliverySQL(s.database, w, scope), func(a *dora.Aggregates) []*uint64 {
+			return []*uint64{&a.Deployments, &a.Failed, &a.Rework, &a.Recovered, &a.RecoveryMedianSeconds,
+				&a.Changes, &a.LeadTimeMedianSeconds, &a.LeadTimeP90}
+		}},
+		{"incident metrics", dora.IncidentsSQL(s.database, w, scope), func(a *dora.Aggregates) []*uint64 {
+			return []*uint64{&a.Incidents, &a.Resolved, &a.TimeToRestoreMedianSeconds}
+		}},
+	}
+	for _, q := range queries {
+		var totals []*uint64
+		if team == "" {
+			totals = q.fields(total)
 		}
-		for _, q := range queries {
-			if err := s.scanTeams(ctx, q.sql, func(team string) []*uint64 { return q.fields(get(team)) }); err != nil {
-				return nil, nil, err
-			}
+		if err := s.scanTeams(ctx, q.what, q.sql, func(team string) []*uint64 { return q.fields(get(team)) }, totals); err != nil {
+			return nil, nil, err
 		}
 	}
-	all := total["*"]
-	if all == nil {
-		all = &dora.Aggregates{}
+	if team != "" {
+		if a := perTeam[team]; a != nil {
+			total = a
+		}
 	}
-	return perTeam, all, nil
+	return perTeam, total, nil
 }
 
 // scanTeams runs a query whose first column is the team and the others
-// UInt64 aggregates, scanning each row into the fields fields(team) names.
-// Not retried: a report fails rather than wait for a server that is away.
-func (s *Store) scanTeams(ctx context.Context, sql string, fields func(team string) []*uint64) error {
-	return s.query(ctx, "metrics query", sql, func(rows driver.Rows) error {
-		var team string
-		vals := make([]uint64, len(rows.Columns())-1)
-		dest := []any{&team}
-		for i := range vals {
-			dest = append(dest, &vals[i])
-		}
-		if err := rows.Scan(dest...); err != nil {
-			return err
-		}
-		for i, f := range fields(team) {
+// UInt64 aggregates, scanning each row into the fields fields(team) names,
+// and its WITH TOTALS row (if totals is not nil) into totals. Not retried:
+// a report fails rather than wait for a server that is away.
+func (s *Store) scanTeams(ctx context.Context, what, query string, fields func(team string) []*uint64, totals []*uint64) error {
+	rows, err := s.conn.Query(ctx, query)
+	if err != nil {
+		return fmt.Errorf("clickhouse: %s: %w", what, err)
+	}
+	defer rows.Close()
+	var team string
+	vals := make([]uint64, len(rows.Columns())-1)
+	dest := []any{&team}
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	set := func(into []*uint64) {
+		for i, f := range into {
 			*f = vals[i]
 		}
+	}
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("clickhouse: %s: %w", what, err)
+		}
+		set(fields(team))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("clickhouse: %s: %w", what, err)
+	}
+	if totals == nil {
 		return nil
-	})
+	}
+	switch err := rows.Totals(dest...); {
+	case errors.Is(err, sql.ErrNoRows): // no rows: nothing to total
+	case err != nil:
+		return fmt.Errorf("clickhouse: %s totals: %w", what, err)
+	default:
+		set(totals)
+	}
+	return nil
 }
 
 // Facts reads the latest live version of every stored fact, so a restarted

@@ -60,7 +60,7 @@ func TestReadCutMidStream(t *testing.T) {
 			return e, err
 		}},
 		{"Aggregates", false, func(ctx context.Context, s *Store) (any, error) {
-			perTeam, total, err := s.Aggregates(ctx, since, until)
+			perTeam, total, err := s.Aggregates(ctx, since, until, "")
 			return []any{perTeam, total}, err
 		}},
 	}
