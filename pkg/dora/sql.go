@@ -44,19 +44,19 @@ const entityTeams = `(SELECT entity, argMax(team, version) AS team_name FROM {db
 
 // The window's whole UTC days are [firstDay, endDay) (none when the window
 // holds no whole day); the rest of the window — the partial days at its
-// edges — is [from, headEnd) and [tailStart, to). Integer arithmetic on the
-// instants, so the server's time zone does not matter.
+// edges — is before the first whole day's start or from the end day's start
+// on (when there is no whole day, that is all of it). Integer arithmetic on
+// the instants, so the server's time zone does not matter.
 const (
-	firstDay  = `intDiv(toUInt32({from}) + 86399, 86400)`
-	endDay    = `intDiv(toUInt32({to}), 86400)`
-	headEnd   = `least({to}, toDateTime(` + firstDay + ` * 86400))`
-	tailStart = `greatest(toDateTime(` + firstDay + ` * 86400), toDateTime(` + endDay + ` * 86400))`
+	firstDay = `intDiv(toUInt32({from}) + 86399, 86400)`
+	endDay   = `intDiv(toUInt32({to}), 86400)`
 )
 
 // edges is the condition on a fact's time t that it falls in the window but
 // not in its whole days. The outer bounds let the server skip partitions.
 func edges(t string) string {
-	return t + ` >= {from} AND ` + t + ` < {to} AND ((` + t + ` < ` + headEnd + `) OR (` + t + ` >= ` + tailStart + `))`
+	return t + ` >= {from} AND ` + t + ` < {to} AND (` + t + ` < toDateTime(` + firstDay + ` * 86400) OR ` +
+		t + ` >= toDateTime(` + endDay + ` * 86400))`
 }
 
 // DeliverySQL computes the deployment and change figures from the per-day
