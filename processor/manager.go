@@ -12,6 +12,7 @@ import (
 
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/telemetry"
+	"github.com/doraflow/doraflow/processor/correlate"
 )
 
 // Manager runs the workers this process owns. Processes running a Manager
@@ -32,6 +33,8 @@ type Manager struct {
 	ready    chan struct{}
 	readyOne sync.Once
 	owned    []int
+	// retired: the workers stopped, by partition, for Current.
+	retired map[int]*Processor
 }
 
 type worker struct {
@@ -44,7 +47,7 @@ type worker struct {
 func NewManager(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.Metrics, logger *slog.Logger) *Manager {
 	opts.Partitions = max(opts.Partitions, 1)
 	return &Manager{js: js, store: store, opts: opts, metrics: metrics, logger: logger.With("component", "processor"),
-		workers: map[int]*worker{}, ready: make(chan struct{})}
+		workers: map[int]*worker{}, ready: make(chan struct{}), retired: map[int]*Processor{}}
 }
 
 // Ready is closed once the workers first assigned to this process are
@@ -93,11 +96,11 @@ func (m *Manager) Run(ctx context.Context) error {
 // them) and starts those newly owned.
 func (m *Manager) assign(ctx context.Context, owned []int) {
 	m.mu.Lock()
-	var stopping []*worker
+	stopping := map[int]*worker{}
 	for p, w := range m.workers {
 		if !slices.Contains(owned, p) {
 			w.cancel()
-			stopping = append(stopping, w)
+			stopping[p] = w
 			delete(m.workers, p)
 		}
 	}
@@ -114,6 +117,11 @@ func (m *Manager) assign(ctx context.Context, owned []int) {
 	for _, w := range stopping {
 		<-w.done
 	}
+	m.mu.Lock()
+	for p, w := range stopping {
+		m.retired[p] = w.proc
+	}
+	m.mu.Unlock()
 	go func() {
 		for _, w := range started {
 			select {
@@ -163,20 +171,24 @@ func (m *Manager) Owned() []int {
 }
 
 // Idle reports whether every worker of the installation has processed and
-// acknowledged everything on its streams, and nothing was published while
-// it looked: the stages hand each other records, so one idle look is not
-// enough.
-func (m *Manager) Idle(ctx context.Context) (bool, error) {
-	before, err := lastSequences(ctx, m.js)
+// acknowledged everything on its streams.
+func (m *Manager) Idle(ctx context.Context) (bool, error) { return Idle(ctx, m.js, m.opts.Partitions) }
+
+// Idle reports whether every worker of an installation of partitions has
+// processed and acknowledged everything on its streams, and nothing was
+// published while it looked: the stages hand each other records, so one
+// idle look is not enough.
+func Idle(ctx context.Context, js jetstream.JetStream, partitions int) (bool, error) {
+	before, err := lastSequences(ctx, js)
 	if err != nil {
 		return false, err
 	}
-	for _, name := range Workers(m.opts.Partitions) {
-		if idle, err := consumersIdle(ctx, m.js, name); err != nil || !idle {
+	for _, name := range Workers(partitions) {
+		if idle, err := consumersIdle(ctx, js, name); err != nil || !idle {
 			return false, err
 		}
 	}
-	after, err := lastSequences(ctx, m.js)
+	after, err := lastSequences(ctx, js)
 	if err != nil {
 		return false, err
 	}
@@ -212,4 +224,20 @@ func (m *Manager) Rebuilt() RebuildStats {
 		sum.Took = max(sum.Took, r.Took)
 	}
 	return sum
+}
+
+// Current is every fact the workers this manager ran last held, once Run
+// has returned: what the store holds after their writes (replay retracts
+// the rest).
+func (m *Manager) Current() correlate.Facts {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out correlate.Facts
+	for _, proc := range m.retired {
+		f := proc.Current()
+		out.Deployments = append(out.Deployments, f.Deployments...)
+		out.Changes = append(out.Changes, f.Changes...)
+		out.Incidents = append(out.Incidents, f.Incidents...)
+	}
+	return out
 }

@@ -34,6 +34,9 @@ type Store interface {
 	WriteTeams(ctx context.Context, teams map[string]string, version uint64) error
 	// Entities are every repository and service the stored facts mention.
 	Entities(ctx context.Context) ([]string, error)
+	// FactsOf are the live stored facts of the repositories and incidents
+	// named: what a rebuild remembers of what it folded again.
+	FactsOf(ctx context.Context, repos, incidents []string) (correlate.Facts, error)
 }
 
 // Options tune the processor.
@@ -79,7 +82,12 @@ type Processor struct {
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
 	snapshotAt  time.Time
-	rebuilt     RebuildStats
+	// stale: a flush handed out rows that were never written (the write was
+	// cut short by a stop): the state is ahead of the store, so it must
+	// not be snapshotted nor go on; the worker starts again from its
+	// snapshot.
+	stale   bool
+	rebuilt RebuildStats
 	gaps        *gapFiller
 }
 
@@ -125,7 +133,7 @@ func ConsumerName(worker string) string { return "doraflow-processor-" + worker 
 func Workers(partitions int) []string {
 	var out []string
 	for p := range max(partitions, 1) {
-		out = append(out, fmt.Sprintf("p%d", p))
+		out = append(out, PartitionWorker(p))
 	}
 	return append(out, "attribution")
 }
@@ -140,7 +148,8 @@ func (p *Processor) Ready() <-chan struct{} { return p.ready }
 type RebuildStats struct {
 	FromSnapshot bool          // a snapshot was restored
 	Events       int           // messages folded after it, up to the checkpoint
-	Written      int           // rows written again for them
+	Remembered   int           // stored facts read for what was folded again
+	Written      int           // rows written (replay: stale facts retracted)
 	Took         time.Duration // time to rebuild
 }
 
@@ -163,8 +172,23 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return stats, err
 	}
 	p.pos = snapPos.max(cp)
-	// What the refold found was written before the restart; writing it
-	// again is harmless and covers a write that was cut short.
+	// The store may hold rows the snapshot does not know of (written after
+	// it), and lack rows the checkpoint covers (a write cut short): what
+	// was folded again is compared with what is stored of it, so the flush
+	// writes exactly the difference.
+	if repos, incidents := p.stage.touched(); len(repos)+len(incidents) > 0 {
+		var stored correlate.Facts
+		err := p.retry(ctx, "read", func() error {
+			var err error
+			stored, err = p.store.FactsOf(ctx, repos, incidents)
+			return err
+		})
+		if err != nil {
+			return stats, err
+		}
+		p.stage.remember(stored)
+		stats.Remembered = stored.Len()
+	}
 	facts, links, err := p.stage.flush()
 	if err != nil {
 		return stats, err
@@ -172,6 +196,7 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err := p.write(ctx, facts); err != nil {
 		return stats, err
 	}
+	linkIDs(p.stage.name()+"-rebuild", p.pos, links)
 	if err := p.publish(ctx, links); err != nil {
 		return stats, err
 	}
@@ -196,7 +221,7 @@ func (p *Processor) Run(ctx context.Context) error {
 		p.gaps.offer(p.repos.repos.Gaps())
 	}
 	p.logger.Info("state rebuilt", "from_snapshot", stats.FromSnapshot, "folded", stats.Events,
-		"rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
+		"remembered", stats.Remembered, "rows_written", stats.Written, "took", stats.Took.Round(time.Millisecond))
 	events, err := p.consumer(ctx, bus.EventStream, ConsumerName(p.stage.name()), p.stage.eventSubjects())
 	if err != nil {
 		return err
@@ -208,6 +233,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	close(p.ready)
 	for ctx.Err() == nil {
 		if err := p.batch(ctx, events, links); err != nil {
+			if p.stale {
+				return err // no snapshot of a state ahead of the store
+			}
 			if ctx.Err() != nil {
 				break
 			}
@@ -216,11 +244,9 @@ func (p *Processor) Run(ctx context.Context) error {
 			sleep(ctx, time.Second)
 		}
 	}
-	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := p.saveSnapshot(stopCtx); err != nil {
-		p.logger.Warn("snapshot at stop skipped", "err", err)
-	}
+	// No snapshot at stop: the next owner refolds from the last one up to
+	// the checkpoint, and a stop must be quick (the lease is handed over
+	// as soon as it returns).
 	return nil
 }
 
@@ -299,7 +325,13 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		return nil
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
+	// The checkpoint comes first: whatever of the batch reaches the store
+	// or the other stage is then covered by it, so a successor folds the
+	// batch again and compares with what was stored (Rebuild).
 	facts, out, err := p.stage.flush()
+	if err == nil {
+		err = p.saveCheckpoint(ctx, pos)
+	}
 	if err == nil {
 		err = p.write(ctx, facts)
 	}
@@ -307,12 +339,12 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		linkIDs(p.stage.name(), pos, out)
 		err = p.publish(ctx, out)
 	}
-	if err == nil {
-		err = p.saveCheckpoint(ctx, pos)
-	}
 	stopBeat()
 	if err != nil {
-		return err // not acknowledged: redelivered, folded again harmlessly
+		// Not acknowledged: redelivered, and folded again by a worker
+		// rebuilt from its snapshot.
+		p.stale = true
+		return err
 	}
 	p.pos = pos
 	if p.repos != nil {
@@ -508,6 +540,18 @@ func (p *Processor) nextVersion() uint64 {
 	}
 	p.lastVersion = v
 	return v
+}
+
+// Current is every fact the worker's stage last handed out; only while the
+// worker is not running.
+func (p *Processor) Current() correlate.Facts {
+	switch s := p.stage.(type) {
+	case *repoStage:
+		return s.repos.Current()
+	case *attributionStage:
+		return correlate.Facts{Incidents: s.attribution.Current()}
+	}
+	return correlate.Facts{}
 }
 
 // Idle reports whether both of the worker's consumers have nothing

@@ -94,6 +94,12 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	if _, err := obs.PutBytes(ctx, p.stage.name(), data); err != nil {
 		return fmt.Errorf("processor: write snapshot: %w", err)
 	}
+	switch s := p.stage.(type) {
+	case *repoStage:
+		s.repos.Saved()
+	case *attributionStage:
+		s.attribution.Saved()
+	}
 	p.snapshotAt = time.Now()
 	p.logger.Debug("state snapshot written", "position", p.pos, "bytes", saved+len(data))
 	return nil
@@ -139,7 +145,7 @@ func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
 				return position{}, false, err
 			}
 		}
-		s.repos.Changed() // what was just read is saved
+		s.repos.Saved() // what was just read is saved
 	case *attributionStage:
 		a, err := correlate.DecodeAttribution(p.opts.Correlate, head.State)
 		if err != nil {

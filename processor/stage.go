@@ -26,6 +26,10 @@ type stage interface {
 	applyLink(m *nats.Msg) error
 	// flush returns the rows to write and the links to publish.
 	flush() (correlate.Facts, []*nats.Msg, error)
+	// touched names what was folded since the last flush: repositories and
+	// incidents, whose stored facts a rebuild remembers.
+	touched() (repos, incidents []string)
+	remember(stored correlate.Facts)
 }
 
 // Link headers: the kind of record a link message carries.
@@ -54,7 +58,14 @@ type repoStage struct {
 	gaps                  []correlate.Gap // found by the last flush
 }
 
-func (s *repoStage) name() string { return fmt.Sprintf("p%d", s.partition) }
+func (s *repoStage) name() string { return PartitionWorker(s.partition) }
+
+// PartitionWorker names the worker of a partition's repository stage.
+func PartitionWorker(partition int) string { return fmt.Sprintf("p%d", partition) }
+
+// PartitionSubjects are what a partition's repository stage consumes of
+// the event stream.
+func PartitionSubjects(partition int) []string { return (&repoStage{partition: partition}).eventSubjects() }
 
 // eventSubjects: the partition's pushes, merges and deployments, and every
 // partition's incidents (those naming a commit make the stage watch it).
@@ -82,6 +93,10 @@ func (s *repoStage) applyLink(m *nats.Msg) error {
 	s.repos.ApplyOutcome(o)
 	return nil
 }
+
+func (s *repoStage) touched() ([]string, []string) { return s.repos.Touched(), nil }
+
+func (s *repoStage) remember(stored correlate.Facts) { s.repos.Remember(stored, s.repos.Touched()) }
 
 func (s *repoStage) flush() (correlate.Facts, []*nats.Msg, error) {
 	out := s.repos.Flush()
@@ -136,6 +151,12 @@ func (s *attributionStage) applyLink(m *nats.Msg) error {
 		return fmt.Errorf("processor: %s link on %s", kind, m.Subject)
 	}
 	return nil
+}
+
+func (s *attributionStage) touched() ([]string, []string) { return nil, s.attribution.Touched() }
+
+func (s *attributionStage) remember(stored correlate.Facts) {
+	s.attribution.Remember(stored.Incidents, s.attribution.Touched())
 }
 
 func (s *attributionStage) flush() (correlate.Facts, []*nats.Msg, error) {

@@ -126,16 +126,8 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	caughtUp := func() bool {
-		for p := range cfg.Processor.Partitions {
-			cons, err := natsSrv.JS.Consumer(waitCtx, bus.EventStream, processor.ConsumerName(p))
-			if err != nil {
-				return false
-			}
-			if info, err := cons.Info(waitCtx); err != nil || info.NumPending > 0 || info.NumAckPending > 0 {
-				return false
-			}
-		}
-		return true
+		idle, err := processor.Idle(waitCtx, natsSrv.JS, cfg.Processor.Partitions)
+		return err == nil && idle
 	}
 	for !caughtUp() {
 		select {
@@ -151,8 +143,6 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 	}
 	defer store.Close()
 	want := cleanRun(t, cfg, hooks)
-	// Partitions learn each other's deployments through the bus: incident
-	// attribution settles shortly after the last event is processed.
 	for {
 		got, err := store.Facts(ctx)
 		if err != nil {

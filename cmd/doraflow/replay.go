@@ -58,8 +58,8 @@ process, collectors included, run it, then start everything with the new count.`
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "replayed %d deliveries into %d events; %d facts stored before, %d rows written\n",
-				res.Deliveries, res.Events, res.Rebuild.Stored, res.Rebuild.Written)
+			fmt.Fprintf(out, "replayed %d deliveries into %d events; %d stale facts retracted\n",
+				res.Deliveries, res.Events, res.Rebuild.Written)
 			reasons := make([]string, 0, len(res.Skipped))
 			for r := range res.Skipped {
 				reasons = append(reasons, r)

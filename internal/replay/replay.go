@@ -25,6 +25,7 @@ import (
 	"github.com/doraflow/doraflow/pkg/event"
 	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/processor"
+	"github.com/doraflow/doraflow/processor/correlate"
 )
 
 // Result counts what a replay did.
@@ -38,7 +39,7 @@ type Result struct {
 // Run replays the raw archive under opts.Partitions partitions. That must
 // be the count the bus is laid out with unless repartition is set: then
 // the replay moves the bus to it (see planLayout).
-func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, routes []serve.Route,
+func Run(ctx context.Context, js jetstream.JetStream, store Store, routes []serve.Route,
 	opts processor.Options, repartition bool, progress io.Writer, logger *slog.Logger) (Result, error) {
 	res := Result{Skipped: map[string]int{}}
 	partitions := max(opts.Partitions, 1)
@@ -90,22 +91,10 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 		}
 	}
 	// The processors' consumers would redeliver the whole stream as new,
-	// their saved states, journals and published deployments are of the old
-	// stream: processors start afresh from the new one. After a change of
-	// count that includes the old partitions beyond the new count.
-	for p := range layout.span {
-		name := processor.ConsumerName(p)
-		if err := js.DeleteConsumer(ctx, bus.EventStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return res, fmt.Errorf("replay: reset consumer: %w", err)
-		}
-		if err := processor.DeleteSnapshot(ctx, js, name); err != nil {
-			return res, err
-		}
-		if err := processor.ClearJournal(ctx, js, p); err != nil {
-			return res, err
-		}
-	}
-	if err := bus.ClearDeploymentIndex(ctx, js); err != nil {
+	// and their snapshots, checkpoints and links are of the old stream:
+	// processors start afresh from the new one. After a change of count
+	// that includes the old partitions beyond the new count.
+	if err := reset(ctx, js, layout.span); err != nil {
 		return res, err
 	}
 	if res.Rebuild, err = rederive(ctx, js, store, opts, logger); err != nil {
@@ -114,9 +103,45 @@ func Run(ctx context.Context, js jetstream.JetStream, store processor.Store, rou
 	return res, layout.finish(ctx, js)
 }
 
-// rederive runs every partition's processor over the new stream until all
-// are idle: they bring the stored facts in line with it.
-func rederive(ctx context.Context, js jetstream.JetStream, store processor.Store, opts processor.Options, logger *slog.Logger) (processor.RebuildStats, error) {
+// reset drops the processors' consumers, snapshots, checkpoints and links.
+func reset(ctx context.Context, js jetstream.JetStream, partitions int) error {
+	for _, name := range processor.Workers(partitions) {
+		for _, c := range []struct{ stream, name string }{
+			{bus.EventStream, processor.ConsumerName(name)},
+			{bus.LinkStream, processor.ConsumerName(name) + "-links"},
+		} {
+			if err := js.DeleteConsumer(ctx, c.stream, c.name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return fmt.Errorf("replay: reset consumer %s: %w", c.name, err)
+			}
+		}
+	}
+	if err := processor.DeleteSnapshots(ctx, js); err != nil {
+		return err
+	}
+	if err := processor.DeleteCheckpoints(ctx, js); err != nil {
+		return err
+	}
+	links, err := js.Stream(ctx, bus.LinkStream)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if err := links.Purge(ctx); err != nil {
+		return fmt.Errorf("replay: purge links: %w", err)
+	}
+	return nil
+}
+
+// Store is where replay brings the facts in line: the processor's store,
+// and what it holds now.
+type Store interface {
+	processor.Store
+	Facts(ctx context.Context) (correlate.Facts, error)
+}
+
+// rederive runs every worker over the new stream until all are idle, then
+// retracts the stored facts the new stream no longer gives (a parser fix
+// that drops a deployment, say), except those retention has frozen.
+func rederive(ctx context.Context, js jetstream.JetStream, store Store, opts processor.Options, logger *slog.Logger) (processor.RebuildStats, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := processor.NewManager(js, store, opts, telemetry.New(), logger)
@@ -145,7 +170,25 @@ func rederive(ctx context.Context, js jetstream.JetStream, store processor.Store
 	}
 	stats := m.Rebuilt()
 	cancel()
-	return stats, <-done
+	if err := <-done; err != nil {
+		return stats, err
+	}
+	stored, err := store.Facts(ctx)
+	if err != nil {
+		return stats, fmt.Errorf("replay: %w", err)
+	}
+	var frozen time.Time
+	if keep := opts.Correlate.Retention.Keep; keep > 0 {
+		frozen = time.Now().UTC().Truncate(24 * time.Hour).Add(-keep)
+	}
+	stale := correlate.Stale(stored, m.Current(), frozen)
+	if stale.Len() > 0 {
+		if err := store.Write(ctx, stale, uint64(time.Now().UnixNano())); err != nil {
+			return stats, fmt.Errorf("replay: retract stale facts: %w", err)
+		}
+	}
+	stats.Written += stale.Len()
+	return stats, nil
 }
 
 // ensureNoProcessor refuses to replay while a processor pulls events: it
@@ -153,7 +196,7 @@ func rederive(ctx context.Context, js jetstream.JetStream, store processor.Store
 func ensureNoProcessor(ctx context.Context, js jetstream.JetStream, partitions int) error {
 	for range 3 {
 		for p := range max(partitions, 1) {
-			cons, err := js.Consumer(ctx, bus.EventStream, processor.ConsumerName(p))
+			cons, err := js.Consumer(ctx, bus.EventStream, processor.ConsumerName(processor.PartitionWorker(p)))
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				continue
 			}

@@ -180,7 +180,7 @@ func TestRedeliveredEventIsDeadLettered(t *testing.T) {
 		defer stop(srv)
 		post(t, srv, poison)
 		cons, err := srv.Bus.JS.CreateOrUpdateConsumer(ctx, bus.EventStream, jetstream.ConsumerConfig{
-			Durable: processor.ConsumerName(partition), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second,
+			Durable: processor.ConsumerName(processor.PartitionWorker(partition)), AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second,
 			FilterSubjects: processor.PartitionSubjects(partition),
 		})
 		if err != nil {

@@ -91,12 +91,12 @@ func consumedPartitions(ctx context.Context, js jetstream.JetStream) (int, error
 	if err != nil {
 		return 0, fmt.Errorf("bus layout: %w", err)
 	}
-	prefix := strings.TrimSuffix(processor.ConsumerName(0), "0")
+	prefix := strings.TrimSuffix(processor.ConsumerName(processor.PartitionWorker(0)), "0")
 	names := stream.ConsumerNames(ctx)
 	n := 0
 	for name := range names.Name() {
 		p, err := strconv.Atoi(strings.TrimPrefix(name, prefix))
-		if err == nil && processor.ConsumerName(p) == name {
+		if err == nil && processor.ConsumerName(processor.PartitionWorker(p)) == name {
 			n = max(n, p+1)
 		}
 	}

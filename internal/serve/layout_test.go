@@ -221,7 +221,7 @@ func TestRepartitionByReplay(t *testing.T) {
 		t.Errorf("recorded layout %+v (%v), want 4 partitions", l, err)
 	}
 	for p := 4; p < 8; p++ {
-		if _, err := nats.JS.Consumer(ctx, bus.EventStream, processor.ConsumerName(p)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if _, err := nats.JS.Consumer(ctx, bus.EventStream, processor.ConsumerName(processor.PartitionWorker(p))); !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			t.Errorf("partition %d's consumer is left: %v", p, err)
 		}
 	}

@@ -108,6 +108,13 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			return nil, err
 		}
 	}
+	if role != RoleCollector {
+		popts, err := ProcessorOptions(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s.Processor = processor.NewManager(s.Bus.JS, s.Store, popts, s.Metrics, logger)
+	}
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen %s: %w", cfg.Listen, err)
@@ -121,11 +128,6 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}()
 	if role != RoleCollector {
-		popts, err := ProcessorOptions(cfg)
-		if err != nil {
-			return nil, err
-		}
-		s.Processor = processor.NewManager(s.Bus.JS, s.Store, popts, s.Metrics, logger)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -170,6 +172,7 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 			TeamOfRepo:    cfg.TeamOfRepo,
 			TeamOfService: cfg.TeamOfService,
 			Lookback:      cfg.IncidentLookback,
+			Retention:     correlate.Retention{Keep: cfg.Processor.Retention.Keep, Margin: cfg.Processor.Retention.Margin},
 		},
 		BatchSize:        cfg.Processor.BatchSize,
 		FlushInterval:    cfg.Processor.FlushInterval,
@@ -178,7 +181,6 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 		Comparers:        comparers,
 		Partitions:       cfg.Processor.Partitions,
 		LeaseTTL:         cfg.Processor.LeaseTTL,
-		Retention:        correlate.Retention{Keep: cfg.Processor.Retention.Keep, Margin: cfg.Processor.Retention.Margin},
 	}, nil
 }
 
@@ -247,6 +249,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err := s.Store.Ready(ctx); err != nil {
 			problems = append(problems, err)
 		}
+	}
+	// A processor is ready once the workers it owns have rebuilt their
+	// state and consume.
+	if s.Processor != nil && s.Processor.Rebuilding() {
+		problems = append(problems, errors.New("processor: rebuilding its state"))
 	}
 	if err := errors.Join(problems...); err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)

@@ -30,10 +30,14 @@ type Attribution struct {
 	namingSHA    map[string]map[string]bool
 	namingDeploy map[string]map[string]bool
 
-	dirty   map[string]bool
-	attrib  map[string]IncidentFact              // as last handed out
-	blamed  map[string]map[string]BlamedIncident // repo → incident → blamed
-	changed bool                                 // since the last Changed
+	dirty  map[string]bool
+	attrib map[string]IncidentFact // as last handed out
+	// After a restart (Remember): stored rows to retract, and repositories
+	// whose outcome must be handed out again.
+	strays      []Row[IncidentFact]
+	outcomesDue map[string]bool
+	blamed      map[string]map[string]BlamedIncident // repo → incident → blamed
+	changed     bool                                 // since the last Changed
 	// frozenBefore: incidents opened before this are kept as stored.
 	frozenBefore time.Time
 }
@@ -61,7 +65,8 @@ func NewAttribution(cfg Config) *Attribution {
 		deps: map[DeploymentKey]*prodDep{}, byDay: map[int64][]*prodDep{}, byID: map[string][]*prodDep{},
 		ships: map[string]map[string]string{}, openedOn: map[int64]map[string]bool{},
 		namingSHA: map[string]map[string]bool{}, namingDeploy: map[string]map[string]bool{},
-		dirty: map[string]bool{}, attrib: map[string]IncidentFact{}, blamed: map[string]map[string]BlamedIncident{}}
+		dirty: map[string]bool{}, attrib: map[string]IncidentFact{}, blamed: map[string]map[string]BlamedIncident{},
+		outcomesDue: map[string]bool{}}
 }
 
 func addTo[K comparable](m map[K]map[string]bool, k K, id string) {
@@ -223,6 +228,12 @@ func (a *Attribution) Flush() ([]Row[IncidentFact], []Outcome) {
 		}
 	}
 	clear(a.dirty)
+	rows = append(rows, unshadowed(a.strays, rows, func(f IncidentFact) string { return f.ID + "@" + f.OpenedAt.String() })...)
+	a.strays = nil
+	for repo := range a.outcomesDue {
+		repos[repo] = true
+	}
+	clear(a.outcomesDue)
 	var outcomes []Outcome
 	for _, repo := range sortedKeys(repos) {
 		outcomes = append(outcomes, a.outcome(repo))
@@ -347,13 +358,12 @@ func (a *Attribution) Current() []Row[IncidentFact] {
 	return out
 }
 
-// Changed reports whether anything was folded since the last call: whether
-// a snapshot must be saved again.
-func (a *Attribution) Changed() bool {
-	c := a.changed
-	a.changed = false
-	return c
-}
+// Changed reports whether anything was folded since the last Saved:
+// whether a snapshot must be saved again.
+func (a *Attribution) Changed() bool { return a.changed }
+
+// Saved says a snapshot holds the stage as it is now.
+func (a *Attribution) Saved() { a.changed = false }
 
 // Compact applies the retention as of now: incidents opened before Keep are
 // frozen; incidents and deployments older than Keep+Margin leave the state.
@@ -415,3 +425,40 @@ func IncidentKey(f IncidentFact) string {
 	}
 	return "service:" + f.Service
 }
+
+// Remember makes what the stage last handed out of the given incidents
+// what the store holds of them (stored: their live rows), as Repos.Remember
+// does after a restart; the repositories blamed either way are handed their
+// outcome again.
+func (a *Attribution) Remember(stored []Row[IncidentFact], ids []string) {
+	for _, id := range ids {
+		if old, ok := a.attrib[id]; ok && old.DeploymentRepo != "" {
+			delete(a.blamed[old.DeploymentRepo], id)
+			a.outcomesDue[old.DeploymentRepo] = true
+		}
+		delete(a.attrib, id)
+		a.dirty[id] = true
+	}
+	for _, row := range stored {
+		f := row.Fact
+		if !a.dirty[f.ID] {
+			continue
+		}
+		if _, dup := a.attrib[f.ID]; dup {
+			a.strays = append(a.strays, Row[IncidentFact]{Fact: f})
+			continue
+		}
+		a.attrib[f.ID] = f
+		if f.DeploymentRepo != "" {
+			if a.blamed[f.DeploymentRepo] == nil {
+				a.blamed[f.DeploymentRepo] = map[string]BlamedIncident{}
+			}
+			a.blamed[f.DeploymentRepo][f.ID] = blamedOf(f)
+			a.outcomesDue[f.DeploymentRepo] = true
+		}
+	}
+	a.changed = true
+}
+
+// Touched are the incidents to attribute at the next flush.
+func (a *Attribution) Touched() []string { return sortedKeys(a.dirty) }

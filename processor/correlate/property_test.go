@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,7 +242,7 @@ func snapshotRoundTrip(t *rapid.T, cfg Config, s *State) *State {
 	if err := restored.Repos.DecodeMeta(meta); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range s.Repos.Changed() {
+	for _, name := range sortedKeys(s.Repos.repos) {
 		data, ok, err := s.Repos.EncodeRepo(name)
 		if err != nil || !ok {
 			t.Fatalf("encode %s: %v %v", name, ok, err)
@@ -338,4 +339,156 @@ func TestSettlingKeepsFacts(t *testing.T) {
 			t.Fatalf("settling changed the facts:\n%v\n%v", stored.live(), current.live())
 		}
 	})
+}
+
+// storeFacts is what the store model holds live, as rows a Remember reads.
+func (s store) facts() Facts {
+	var out Facts
+	for _, v := range s.live() {
+		switch f := v.(type) {
+		case DeploymentFact:
+			out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: f, Live: true})
+		case ChangeFact:
+			out.Changes = append(out.Changes, Row[ChangeFact]{Fact: f, Live: true})
+		case IncidentFact:
+			out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: f, Live: true})
+		}
+	}
+	return out
+}
+
+// A worker restarted from an older snapshot — while the store holds rows
+// its predecessor wrote after that snapshot, and for events it folded but
+// never checkpointed — refolds some of the events again (not necessarily
+// the ones its predecessor had), remembers what the store holds of what it
+// refolded, and goes on: the store ends holding exactly the facts of all
+// the events, the rollups included, however the crash fell.
+func TestRestartRemembersTheStore(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		events := multiRepoHistory(t)
+		whole := New(testConfig())
+		for _, e := range events {
+			whole.Apply(e)
+		}
+		whole.Flush()
+
+		stored := store{}
+		days := map[string]RepoDay{}
+		write := func(f Facts) {
+			stored.write(f)
+			for _, d := range f.Days {
+				days[d.Repo+d.Day.String()] = d
+			}
+		}
+		arrival := rapid.Permutation(events).Draw(t, "arrival")
+		snapAt := rapid.IntRange(0, len(arrival)).Draw(t, "snapshot")
+		crashAt := rapid.IntRange(snapAt, len(arrival)).Draw(t, "crash")
+		first := New(testConfig())
+		var snap *State
+		checkpoint := snapAt // events up to here had their rows written
+		for i, e := range arrival {
+			if i == snapAt {
+				write(first.Flush())
+				snap = snapshotRoundTrip(t, testConfig(), first)
+			}
+			if i == crashAt {
+				break
+			}
+			first.Apply(e)
+			if rapid.IntRange(0, 2).Draw(t, "flush") == 0 {
+				write(first.Flush())
+				checkpoint = i + 1
+			}
+		}
+		if snap == nil {
+			write(first.Flush())
+			snap = snapshotRoundTrip(t, testConfig(), first)
+			checkpoint = len(arrival)
+		}
+		// The successor refolds everything up to the checkpoint, and some
+		// of what came after (the stream up to a checkpoint can hold
+		// messages nobody processed yet), remembers what the store holds
+		// of what it refolded, then gets everything again.
+		for i, e := range arrival[snapAt:] {
+			if snapAt+i < checkpoint || rapid.Bool().Draw(t, "refolded") {
+				snap.Apply(e)
+			}
+		}
+		repos, incidents := snap.Repos.Touched(), snap.Attribution.Touched()
+		held := stored.facts()
+		var mine []Row[IncidentFact]
+		for _, r := range held.Incidents {
+			if slices.Contains(incidents, r.Fact.ID) {
+				mine = append(mine, r)
+			}
+		}
+		snap.Repos.Remember(held, repos)
+		snap.Attribution.Remember(mine, incidents)
+		write(snap.Flush())
+		for _, e := range rapid.Permutation(arrival[snapAt:]).Draw(t, "redelivered") {
+			snap.Apply(e)
+		}
+		write(snap.Flush())
+
+		want := store{}
+		want.write(whole.Current())
+		if !reflect.DeepEqual(stored.live(), want.live()) {
+			t.Fatalf("the store holds other facts after the restart:\n%s", storeDiff(stored.live(), want.live()))
+		}
+		wantDays := map[string]RepoDay{}
+		deps, changes := map[string]map[string]DeploymentFact{}, map[string]map[string]ChangeFact{}
+		for _, r := range whole.Current().Deployments {
+			if deps[r.Fact.Repo] == nil {
+				deps[r.Fact.Repo] = map[string]DeploymentFact{}
+			}
+			deps[r.Fact.Repo][r.Fact.ID] = r.Fact
+		}
+		for _, r := range whole.Current().Changes {
+			if changes[r.Fact.Repo] == nil {
+				changes[r.Fact.Repo] = map[string]ChangeFact{}
+			}
+			changes[r.Fact.Repo][r.Fact.SHA] = r.Fact
+		}
+		for _, name := range sortedKeys(deps) {
+			for _, d := range bruteDays(name, deps[name], changes[name]) {
+				wantDays[d.Repo+d.Day.String()] = d
+			}
+		}
+		for _, name := range sortedKeys(changes) {
+			if deps[name] == nil {
+				for _, d := range bruteDays(name, nil, changes[name]) {
+					wantDays[d.Repo+d.Day.String()] = d
+				}
+			}
+		}
+		got := map[string]RepoDay{}
+		for k, d := range days {
+			if d.Deployments != 0 || d.Failed != 0 || d.Rework != 0 || len(d.RecoverySeconds) != 0 || len(d.LeadTimeSeconds) != 0 {
+				got[k] = normalDays([]RepoDay{d})[0]
+			}
+		}
+		for k, d := range wantDays {
+			wantDays[k] = normalDays([]RepoDay{d})[0]
+		}
+		if !reflect.DeepEqual(got, wantDays) {
+			t.Fatalf("the rollups differ after the restart:\n%v\n%v", got, wantDays)
+		}
+	})
+}
+
+// storeDiff lists what two stores hold differently.
+func storeDiff(got, want map[storeKey]any) string {
+	var out []string
+	for k, v := range got {
+		if w, ok := want[k]; !ok || !reflect.DeepEqual(v, w) {
+			out = append(out, fmt.Sprintf("got  %v: %+v", k, v))
+		}
+	}
+	for k, w := range want {
+		if v, ok := got[k]; !ok || !reflect.DeepEqual(v, w) {
+			out = append(out, fmt.Sprintf("want %v: %+v", k, w))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
 }

@@ -53,6 +53,12 @@ type repoState struct {
 	// the first one kept is not the repository's first.
 	pruned bool
 	ships  map[string]string // watched sha → deployment id last handed out
+	days   RepoDays          // the per-day rollups of the facts handed out
+
+	// After a restart (Remember): stored rows no fact holds, to retract,
+	// and whether attribution must be handed every record again.
+	strays    Facts
+	republish bool
 
 	// What the events since the last flush touched.
 	fromAt, fromID string

@@ -114,9 +114,10 @@ func (s *Repos) Flush() Output {
 	for _, name := range sortedKeys(s.dirty) {
 		r := s.repos[name]
 		r.update(s.cfg)
+		republish := r.republish
 		s.emit(r, &out)
-		if r.walked || len(s.watchAdded) > 0 {
-			s.ship(r, &out)
+		if r.walked || len(s.watchAdded) > 0 || republish {
+			s.ship(r, &out, republish)
 			r.walked = false
 		}
 		if s.retention.Margin > 0 && !r.latest.IsZero() {
@@ -130,20 +131,24 @@ func (s *Repos) Flush() Output {
 
 // emit hands out the rows of the facts the flush touched.
 func (s *Repos) emit(r *repoState, out *Output) {
+	var facts Facts
 	for _, d := range sortedDeploys(r.touchedDeps) {
 		cur := r.fact(d)
-		s.emitDeployment(d, cur, out)
+		s.emitDeployment(r, d, cur, &facts)
 		var pub *ProductionDeployment
 		if d.production {
 			pub = &ProductionDeployment{Repo: r.name, ID: d.id, Service: cur.Service, At: d.at}
 		}
 		switch {
-		case pub == nil && d.published != nil:
-			w := *d.published
-			w.Withdrawn = true
+		case pub == nil && (d.published != nil || r.republish):
+			w := ProductionDeployment{Repo: r.name, ID: d.id, Service: cur.Service, At: d.at, Withdrawn: true}
+			if d.published != nil {
+				w = *d.published
+				w.Withdrawn = true
+			}
 			out.Deployments = append(out.Deployments, w)
 			d.published = nil
-		case pub != nil && (d.published == nil || *d.published != *pub):
+		case pub != nil && (d.published == nil || *d.published != *pub || r.republish):
 			out.Deployments = append(out.Deployments, *pub)
 			d.published = pub
 		}
@@ -155,9 +160,37 @@ func (s *Repos) emit(r *repoState, out *Output) {
 	}
 	clear(r.touchedDeps)
 	for _, c := range sortedCommits(r.touchedCommits) {
-		s.emitChange(r, c, out)
+		s.emitChange(r, c, &facts)
 	}
 	clear(r.touchedCommits)
+	// A stray at the key and time of a row written now is replaced by it;
+	// a tombstone of the same version there would tie with it.
+	facts.Deployments = append(facts.Deployments, unshadowed(r.strays.Deployments, facts.Deployments,
+		func(f DeploymentFact) string { return f.Key().String() + "@" + f.FinishedAt.String() })...)
+	facts.Changes = append(facts.Changes, unshadowed(r.strays.Changes, facts.Changes,
+		func(f ChangeFact) string { return f.Key().String() + "@" + f.DeployedAt.String() })...)
+	r.strays, r.republish = Facts{}, false
+	out.Facts.Deployments = append(out.Facts.Deployments, facts.Deployments...)
+	out.Facts.Changes = append(out.Facts.Changes, facts.Changes...)
+	out.Facts.Days = append(out.Facts.Days, r.days.Flush(r.name)...)
+}
+
+// unshadowed are tombstones for the strays no live row among rows has the
+// key and time of.
+func unshadowed[F any](strays, rows []Row[F], at func(F) string) []Row[F] {
+	live := map[string]bool{}
+	for _, r := range rows {
+		if r.Live {
+			live[at(r.Fact)] = true
+		}
+	}
+	var out []Row[F]
+	for _, st := range strays {
+		if !live[at(st.Fact)] {
+			out = append(out, Row[F]{Fact: st.Fact})
+		}
+	}
+	return out
 }
 
 func (s *Repos) frozen(t time.Time) bool { return t.Before(s.frozenBefore) }
@@ -166,7 +199,7 @@ func (s *Repos) countsApproximate(f DeploymentFact) bool {
 	return f.Production && f.Approximate && !s.frozen(f.FinishedAt)
 }
 
-func (s *Repos) emitDeployment(d *deployState, cur DeploymentFact, out *Output) {
+func (s *Repos) emitDeployment(r *repoState, d *deployState, cur DeploymentFact, out *Facts) {
 	old, hadOld := d.emitted, d.emittedLive && !s.frozen(d.emitted.FinishedAt)
 	hasCur := !s.frozen(cur.FinishedAt)
 	if d.emittedLive && s.countsApproximate(old) {
@@ -176,19 +209,26 @@ func (s *Repos) emitDeployment(d *deployState, cur DeploymentFact, out *Output) 
 		s.approximate++
 	}
 	d.emitted, d.emittedLive = cur, true
-	switch {
-	case hadOld && hasCur && sameDeployment(old, cur):
-	case hadOld && (!hasCur || !old.FinishedAt.Equal(cur.FinishedAt)):
-		out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: old})
-		if hasCur {
-			out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
-		}
-	case hasCur:
-		out.Facts.Deployments = append(out.Facts.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
+	if hadOld && hasCur && sameDeployment(old, cur) {
+		return
+	}
+	// The rollups mirror the rows: the row last handed out is retracted or
+	// replaced, the new one counts.
+	if hadOld {
+		r.days.Add(old, -1)
+	}
+	if hasCur {
+		r.days.Add(cur, +1)
+	}
+	if hadOld && (!hasCur || !old.FinishedAt.Equal(cur.FinishedAt)) {
+		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: old})
+	}
+	if hasCur {
+		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
 	}
 }
 
-func (s *Repos) emitChange(r *repoState, c *commit, out *Output) {
+func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
 	var cur ChangeFact
 	hasCur := c.shipper != nil && c.counted
 	if hasCur {
@@ -197,29 +237,34 @@ func (s *Repos) emitChange(r *repoState, c *commit, out *Output) {
 	}
 	old := ChangeFact{Repo: r.name, SHA: c.sha, DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}
 	hadOld := c.emitted && !s.frozen(old.DeployedAt)
-	switch {
-	case hadOld && hasCur && sameChange(old, cur):
-	case hadOld && (!hasCur || !old.DeployedAt.Equal(cur.DeployedAt)):
-		out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: old})
-		if hasCur {
-			out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: cur, Live: true})
-		}
-	case hasCur:
-		out.Facts.Changes = append(out.Facts.Changes, Row[ChangeFact]{Fact: cur, Live: true})
-	}
 	if c.shipper != nil && c.counted {
 		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, cur.DeploymentID, cur.DeployedAt, cur.CommittedAt
 	} else {
 		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
 	}
+	if hadOld && hasCur && sameChange(old, cur) {
+		return
+	}
+	if hadOld {
+		r.days.AddChange(old, -1)
+	}
+	if hasCur {
+		r.days.AddChange(cur, +1)
+	}
+	if hadOld && (!hasCur || !old.DeployedAt.Equal(cur.DeployedAt)) {
+		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: old})
+	}
+	if hasCur {
+		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: cur, Live: true})
+	}
 }
 
 // ship hands attribution the deployment that shipped each watched sha, where
 // that changed.
-func (s *Repos) ship(r *repoState, out *Output) {
+func (s *Repos) ship(r *repoState, out *Output, all bool) {
 	for _, sha := range sortedKeys(s.watch) {
 		id := r.shipOf(sha)
-		if id == r.ships[sha] {
+		if id == r.ships[sha] && !all {
 			continue
 		}
 		out.Ships = append(out.Ships, Ship{Repo: r.name, SHA: sha, DeploymentID: id})
@@ -231,13 +276,12 @@ func (s *Repos) ship(r *repoState, out *Output) {
 	}
 }
 
-// Changed are the repositories changed since the last call, in name order:
-// what a snapshot must save again.
-func (s *Repos) Changed() []string {
-	out := sortedKeys(s.changed)
-	clear(s.changed)
-	return out
-}
+// Changed are the repositories changed since the last Saved, in name
+// order: what a snapshot must save again.
+func (s *Repos) Changed() []string { return sortedKeys(s.changed) }
+
+// Saved says a snapshot holds every repository as it is now.
+func (s *Repos) Saved() { clear(s.changed) }
 
 // Approximate is the number of production deployments whose changes may be
 // incomplete because the push chain had a gap.
@@ -309,6 +353,7 @@ func (s *Repos) Compact(now time.Time) {
 			}
 		}
 		r.drop(drop, abandoned)
+		r.days.Drop(frozen)
 		s.changed[r.name] = true
 	}
 }
@@ -321,3 +366,70 @@ func sortedKeys[V any](m map[string]V) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Remember makes what the stage last handed out of the given repositories
+// what the store holds of them (stored: their live rows). After a restart
+// the two can differ: a worker that died may have written rows its
+// successor's snapshot does not know, or not written rows its checkpoint
+// covers. The next flush then writes exactly the difference, retracts rows
+// stored twice or for facts that no longer hold, rewrites their rollups,
+// and hands attribution every record of them again.
+func (s *Repos) Remember(stored Facts, repos []string) {
+	deps := map[string][]DeploymentFact{}
+	for _, row := range stored.Deployments {
+		deps[row.Fact.Repo] = append(deps[row.Fact.Repo], row.Fact)
+	}
+	changes := map[string][]ChangeFact{}
+	for _, row := range stored.Changes {
+		changes[row.Fact.Repo] = append(changes[row.Fact.Repo], row.Fact)
+	}
+	for _, name := range repos {
+		r := s.repo(name)
+		rewrite := r.days.Days
+		r.days = RepoDays{}
+		for _, d := range r.deploys {
+			if d.emittedLive && s.countsApproximate(d.emitted) {
+				s.approximate--
+			}
+			d.emitted, d.emittedLive, d.published = DeploymentFact{}, false, nil
+			r.touchDep(d)
+		}
+		for _, c := range r.commits {
+			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+			r.touchCommit(c)
+		}
+		for _, f := range deps[name] {
+			d := r.deploys[f.ID]
+			if d == nil || d.emittedLive {
+				r.strays.Deployments = append(r.strays.Deployments, Row[DeploymentFact]{Fact: f})
+				continue
+			}
+			d.emitted, d.emittedLive = f, true
+			if s.countsApproximate(f) {
+				s.approximate++
+			}
+			r.days.Add(f, +1)
+		}
+		for _, f := range changes[name] {
+			c := r.commits[f.SHA]
+			switch {
+			case c == nil && r.isSettled(f.SHA):
+				r.days.AddChange(f, +1) // final, and held only as an id
+			case c == nil || c.emitted:
+				r.strays.Changes = append(r.strays.Changes, Row[ChangeFact]{Fact: f})
+			default:
+				c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, f.DeploymentID, f.DeployedAt, f.CommittedAt
+				r.days.AddChange(f, +1)
+			}
+		}
+		// Rewrite every rollup day the state or the store knew of.
+		for day := range rewrite {
+			r.days.day(time.Unix(int64(day)*86400, 0))
+		}
+		r.republish = true
+		s.touch(name)
+	}
+}
+
+// Touched are the repositories folded into since the last flush.
+func (s *Repos) Touched() []string { return sortedKeys(s.dirty) }

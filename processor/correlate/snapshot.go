@@ -29,6 +29,7 @@ type repoSnapshot struct {
 	Settled     time.Time
 	Pruned      bool
 	Ships       map[string]string
+	Days        RepoDays
 }
 
 type commitSnapshot struct {
@@ -98,7 +99,7 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 		return nil, false, nil
 	}
 	snap := repoSnapshot{Name: r.name, Missing: map[string]string{}, Hosts: sortedKeys(r.hosts), Blamed: r.blamed,
-		Latest: r.latest, Settled: r.settledBefore, Pruned: r.pruned, Ships: r.ships}
+		Latest: r.latest, Settled: r.settledBefore, Pruned: r.pruned, Ships: r.ships, Days: r.days}
 	for _, sha := range sortedKeys(r.commits) {
 		c := r.commits[sha]
 		cs := commitSnapshot{SHA: sha, Time: c.time, Parents: c.parents, PushPrev: c.pushPrev, Gap: c.gap,
@@ -153,7 +154,7 @@ func (s *Repos) DecodeRepo(data []byte) error {
 		}
 	}
 	r := newRepoState(snap.Name)
-	r.blamed, r.latest, r.settledBefore, r.pruned = snap.Blamed, snap.Latest, snap.Settled, snap.Pruned
+	r.blamed, r.latest, r.settledBefore, r.pruned, r.days = snap.Blamed, snap.Latest, snap.Settled, snap.Pruned, snap.Days
 	if snap.Ships != nil {
 		r.ships = snap.Ships
 	}

@@ -60,6 +60,7 @@ func (s *State) Flush() Facts {
 		o := s.Repos.Flush()
 		out.Deployments = append(out.Deployments, o.Facts.Deployments...)
 		out.Changes = append(out.Changes, o.Facts.Changes...)
+		out.Days = append(out.Days, o.Facts.Days...)
 		for _, d := range o.Deployments {
 			s.Attribution.ApplyDeployment(d)
 		}
@@ -122,4 +123,39 @@ func sameChange(a, b ChangeFact) bool {
 // this one (Head). Host is the source whose API can fill it.
 type Gap struct {
 	Repo, Host, Base, Head string
+}
+
+// Stale are tombstones for the stored facts that current does not hold at
+// the same key and time, except those older than frozen (retention keeps
+// them as stored).
+func Stale(stored, current Facts, frozen time.Time) Facts {
+	var out Facts
+	deps := map[DeploymentKey]time.Time{}
+	for _, r := range current.Deployments {
+		deps[r.Fact.Key()] = r.Fact.FinishedAt
+	}
+	for _, r := range stored.Deployments {
+		if at, ok := deps[r.Fact.Key()]; r.Live && !r.Fact.FinishedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.FinishedAt)) {
+			out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: r.Fact})
+		}
+	}
+	changes := map[ChangeKey]time.Time{}
+	for _, r := range current.Changes {
+		changes[r.Fact.Key()] = r.Fact.DeployedAt
+	}
+	for _, r := range stored.Changes {
+		if at, ok := changes[r.Fact.Key()]; r.Live && !r.Fact.DeployedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.DeployedAt)) {
+			out.Changes = append(out.Changes, Row[ChangeFact]{Fact: r.Fact})
+		}
+	}
+	incidents := map[string]time.Time{}
+	for _, r := range current.Incidents {
+		incidents[r.Fact.ID] = r.Fact.OpenedAt
+	}
+	for _, r := range stored.Incidents {
+		if at, ok := incidents[r.Fact.ID]; r.Live && !r.Fact.OpenedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.OpenedAt)) {
+			out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: r.Fact})
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -113,28 +114,80 @@ func (s *Store) Facts(ctx context.Context) (correlate.Facts, error) {
 	var out correlate.Facts
 	var err error
 	if out.Deployments, err = retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
-		return s.deployments(ctx)
+		return s.deployments(ctx, "1")
 	}); err != nil {
 		return correlate.Facts{}, err
 	}
 	if out.Changes, err = retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
-		return s.changes(ctx)
+		return s.changes(ctx, "1")
 	}); err != nil {
 		return correlate.Facts{}, err
 	}
 	if out.Incidents, err = retried(ctx, s, "read incidents", func() ([]correlate.Row[correlate.IncidentFact], error) {
-		return s.incidents(ctx)
+		return s.incidents(ctx, "1")
 	}); err != nil {
 		return correlate.Facts{}, err
 	}
 	return out, nil
 }
 
-func (s *Store) deployments(ctx context.Context) ([]correlate.Row[correlate.DeploymentFact], error) {
+// FactsOf reads the latest live version of the stored facts of the
+// repositories and incidents named — what a restarted processor compares
+// with the events it folded again — a few hundred names at a time.
+func (s *Store) FactsOf(ctx context.Context, repos, incidents []string) (correlate.Facts, error) {
+	const chunk = 500
+	var out correlate.Facts
+	for start := 0; start < len(repos); start += chunk {
+		part := repos[start:min(start+chunk, len(repos))]
+		deps, err := retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
+			return s.deployments(ctx, "repo IN ("+quoted(part)+")")
+		})
+		if err != nil {
+			return correlate.Facts{}, err
+		}
+		changes, err := retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
+			return s.changes(ctx, "repo IN ("+quoted(part)+")")
+		})
+		if err != nil {
+			return correlate.Facts{}, err
+		}
+		out.Deployments, out.Changes = append(out.Deployments, deps...), append(out.Changes, changes...)
+	}
+	for start := 0; start < len(incidents); start += chunk {
+		part := incidents[start:min(start+chunk, len(incidents))]
+		rows, err := retried(ctx, s, "read incidents", func() ([]correlate.Row[correlate.IncidentFact], error) {
+			return s.incidents(ctx, "incident_id IN ("+quoted(part)+")")
+		})
+		if err != nil {
+			return correlate.Facts{}, err
+		}
+		out.Incidents = append(out.Incidents, rows...)
+	}
+	return out, nil
+}
+
+// quoted is a list of SQL string literals. Binding a slice gives an array,
+// which 18.16 refuses after IN; a literal list uses the primary key.
+func quoted(values []string) string {
+	escape := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	var b strings.Builder
+	for i, v := range values {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("'" + escape.Replace(v) + "'")
+	}
+	return b.String()
+}
+
+// The reads of facts take a condition on the table's rows for the facts
+// to read.
+
+func (s *Store) deployments(ctx context.Context, where string) ([]correlate.Row[correlate.DeploymentFact], error) {
 	var out []correlate.Row[correlate.DeploymentFact]
 	err := s.query(ctx, "read deployments", `SELECT repo, deployment_id, service, environment, sha, status, finished_at,
 		production, rollback, failed, rework, changes, approximate, incidents, recovered_at FROM (
-		SELECT * FROM `+s.table("deployments")+` ORDER BY version DESC LIMIT 1 BY repo, deployment_id, finished_at)
+		SELECT * FROM `+s.table("deployments")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY repo, deployment_id, finished_at)
 		WHERE live = 1`, func(rows driver.Rows) error {
 		var d correlate.DeploymentFact
 		var prod, rb, failed, rework, approx uint8
@@ -159,10 +212,10 @@ func (s *Store) deployments(ctx context.Context) ([]correlate.Row[correlate.Depl
 	return out, nil
 }
 
-func (s *Store) changes(ctx context.Context) ([]correlate.Row[correlate.ChangeFact], error) {
+func (s *Store) changes(ctx context.Context, where string) ([]correlate.Row[correlate.ChangeFact], error) {
 	var out []correlate.Row[correlate.ChangeFact]
 	err := s.query(ctx, "read changes", `SELECT repo, sha, deployment_id, committed_at, deployed_at FROM (
-		SELECT * FROM `+s.table("changes")+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at) WHERE live = 1`,
+		SELECT * FROM `+s.table("changes")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at) WHERE live = 1`,
 		func(rows driver.Rows) error {
 			var c correlate.ChangeFact
 			if err := rows.Scan(&c.Repo, &c.SHA, &c.DeploymentID, &c.CommittedAt, &c.DeployedAt); err != nil {
@@ -178,11 +231,11 @@ func (s *Store) changes(ctx context.Context) ([]correlate.Row[correlate.ChangeFa
 	return out, nil
 }
 
-func (s *Store) incidents(ctx context.Context) ([]correlate.Row[correlate.IncidentFact], error) {
+func (s *Store) incidents(ctx context.Context, where string) ([]correlate.Row[correlate.IncidentFact], error) {
 	var out []correlate.Row[correlate.IncidentFact]
 	err := s.query(ctx, "read incidents", `SELECT incident_id, source, service, repo, opened_at, resolved_at,
 		deployment_repo, deployment_id, attribution FROM (
-		SELECT * FROM `+s.table("incidents")+` ORDER BY version DESC LIMIT 1 BY incident_id, opened_at) WHERE live = 1`,
+		SELECT * FROM `+s.table("incidents")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY incident_id, opened_at) WHERE live = 1`,
 		func(rows driver.Rows) error {
 			var n correlate.IncidentFact
 			if err := rows.Scan(&n.ID, &n.Source, &n.Service, &n.Repo, &n.OpenedAt, &n.ResolvedAt,
