@@ -88,7 +88,7 @@ type Processor struct {
 	// snapshot.
 	stale   bool
 	rebuilt RebuildStats
-	gaps        *gapFiller
+	gaps    *gapFiller
 }
 
 // position is how far a worker has folded each of its streams.

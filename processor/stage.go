@@ -65,7 +65,9 @@ func PartitionWorker(partition int) string { return fmt.Sprintf("p%d", partition
 
 // PartitionSubjects are what a partition's repository stage consumes of
 // the event stream.
-func PartitionSubjects(partition int) []string { return (&repoStage{partition: partition}).eventSubjects() }
+func PartitionSubjects(partition int) []string {
+	return (&repoStage{partition: partition}).eventSubjects()
+}
 
 // eventSubjects: the partition's pushes, merges and deployments, and every
 // partition's incidents (those naming a commit make the stage watch it).

@@ -103,7 +103,9 @@ func (o *Org) Day() []event.Event {
 	start := o.opts.Start.Add(time.Duration(o.day) * 24 * time.Hour)
 	o.day++
 	var out []event.Event
-	at := func() time.Time { return start.Add(time.Duration(o.rng.Int64N(int64(24 * time.Hour))).Truncate(time.Second)) }
+	at := func() time.Time {
+		return start.Add(time.Duration(o.rng.Int64N(int64(24 * time.Hour))).Truncate(time.Second))
+	}
 	for range o.opts.PushesPerDay {
 		out = append(out, o.push(o.pick(), at())...)
 	}
