@@ -11,6 +11,8 @@ import (
 	"net/http"
 
 	gh "github.com/google/go-github/v60/github"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // Config configures the GitHub collector.
@@ -36,6 +38,7 @@ func (c Config) Validate() error {
 type Source struct {
 	secret         []byte
 	incidentLabels []string
+	kinds          webhook.Kinds
 }
 
 // New returns the GitHub source for a valid Config.
@@ -47,7 +50,9 @@ func New(cfg Config) (*Source, error) {
 	if len(labels) == 0 {
 		labels = DefaultIncidentLabels
 	}
-	return &Source{secret: []byte(cfg.WebhookSecret), incidentLabels: labels}, nil
+	// GitHub's event types as go-github knows them (push, ping, star, …):
+	// the ones parsed and those answered as ignored.
+	return &Source{secret: []byte(cfg.WebhookSecret), incidentLabels: labels, kinds: webhook.NewKinds(gh.MessageTypes()...)}, nil
 }
 
 // Name is the source's name.
@@ -83,3 +88,6 @@ func (s *Source) Identify(h http.Header, _ []byte) (string, string, error) {
 	}
 	return typ, id, nil
 }
+
+// Kind is typ when go-github knows it as a GitHub event type.
+func (s *Source) Kind(typ string) string { return s.kinds.Of(typ) }

@@ -163,6 +163,26 @@ func TestAuthenticate(t *testing.T) {
 	}
 }
 
+// Kind knows GitHub's event types, used or not, and nothing else: only
+// these names reach subjects and metric labels.
+func TestKind(t *testing.T) {
+	s := source(t)
+	for _, tc := range []struct{ typ, kind string }{
+		{"push", "push"},
+		{"deployment_status", "deployment_status"},
+		{"ping", "ping"},
+		{"star", "star"},
+		{"workflow_run", "workflow_run"},
+		{"Push", ""},
+		{"pushes", ""},
+		{"made_up", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
+	}
+}
+
 // The parser never panics, and whatever it returns is a valid event.
 func FuzzParse(f *testing.F) {
 	webhooktest.SeedTestdata(f, "push", "deployment", "deployment_status", "pull_request", "issues")

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,8 +28,11 @@ import (
 
 // Delivery is one authenticated webhook request.
 type Delivery struct {
-	Source     string
-	Event      string // the source's own name for the event type
+	Source string
+	Event  string // the source's own name for the event type, checked by CheckEventType
+	// Kind is Event's name in subjects and metric labels: one of the
+	// source's fixed set (see Source.Kind). Parsers do not use it.
+	Kind       string
 	ID         string // the source's delivery id, stable across its retries
 	Header     http.Header
 	Body       []byte
@@ -45,6 +49,13 @@ type Source interface {
 	// Identify names the event type and the delivery id. A source whose
 	// sender gives no delivery id may return "", and the body's hash is used.
 	Identify(h http.Header, body []byte) (eventType, deliveryID string, err error)
+	// Kind maps an event type, as Identify names it, to one of a fixed set
+	// of names, the source's vocabulary: the types it parses and those it
+	// knows but does not use. Only these names reach subjects and metric
+	// labels, since the event type comes from the sender (often from a
+	// header no signature covers). "" means the type is not known: the
+	// delivery is answered as ignored and published nowhere.
+	Kind(eventType string) string
 	// Parse turns a delivery into canonical events. It must be pure. An error
 	// wrapping ErrIgnored means the delivery is fine but carries nothing
 	// doraflow uses.
@@ -84,6 +95,84 @@ type Options struct {
 	Partitions     int
 }
 
+// Metric label values for event types that are not one of a source's
+// kinds.
+const (
+	// LabelUnknown: the request was answered before its event type was
+	// read (wrong method, too large, not authenticated).
+	LabelUnknown = "unknown"
+	// LabelOther: an event type the source does not know, or not a valid
+	// one.
+	LabelOther = "other"
+)
+
+// MaxEventTypeBytes bounds an event type. The longest real ones are
+// versioned CDEvents types (dev.cdevents.testsuiterun.finished.0.2.0, 42
+// bytes).
+const MaxEventTypeBytes = 128
+
+// CheckEventType refuses an event type no source sends: empty, longer than
+// MaxEventTypeBytes, or with characters other than ASCII letters, digits,
+// space (GitLab's "Push Hook") and . _ - : /. What it lets through is kept
+// in the raw archive's headers, for replay.
+func CheckEventType(typ string) error {
+	if typ == "" {
+		return errors.New("event type is empty")
+	}
+	if len(typ) > MaxEventTypeBytes {
+		return fmt.Errorf("event type is %d bytes, longer than %d", len(typ), MaxEventTypeBytes)
+	}
+	for i := 0; i < len(typ); i++ {
+		if !eventTypeByte(typ[i]) {
+			return fmt.Errorf("event type %q has the character %q; only letters, digits, space and . _ - : / are allowed", typ, typ[i])
+		}
+	}
+	return nil
+}
+
+func eventTypeByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte(" ._-:/", c) >= 0
+}
+
+// validKind reports whether a source's kind can be a subject token (after
+// bus.Token) and a label: a short name of letters, digits, space, . _ -.
+func validKind(kind string) bool {
+	if kind == "" || len(kind) > 64 {
+		return false
+	}
+	for i := 0; i < len(kind); i++ {
+		if c := kind[i]; !eventTypeByte(c) || c == ':' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// Kinds is a fixed vocabulary of event types, for a Source.Kind that maps
+// each known type to itself.
+type Kinds map[string]bool
+
+// NewKinds is the vocabulary of names.
+func NewKinds(names ...string) Kinds {
+	k := make(Kinds, len(names))
+	for _, n := range names {
+		k[n] = true
+	}
+	return k
+}
+
+// Of is typ when it is one of k, else "".
+func (k Kinds) Of(typ string) string {
+	if k[typ] {
+		return typ
+	}
+	return ""
+}
+
 // Handler serves one source's webhooks.
 type Handler struct {
 	src     Source
@@ -109,9 +198,9 @@ type answer struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	eventType := "unknown"
-	code, ans := h.serve(r, &eventType)
-	h.metrics.Requests.WithLabelValues(h.src.Name(), eventType, strconv.Itoa(code)).Inc()
+	label := LabelUnknown
+	code, ans := h.serve(r, &label)
+	h.metrics.Requests.WithLabelValues(h.src.Name(), label, strconv.Itoa(code)).Inc()
 	h.metrics.RequestDuration.WithLabelValues(h.src.Name()).Observe(time.Since(start).Seconds())
 	w.Header().Set("Content-Type", "application/json")
 	if code == http.StatusServiceUnavailable {
@@ -121,7 +210,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(ans)
 }
 
-func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
+// serve answers r. label becomes the event type's metrics label once the
+// type is known.
+func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, answer{Status: "error", Reason: "use POST"}
 	}
@@ -143,7 +234,23 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 	if err != nil {
 		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
 	}
-	*eventType = typ
+	*label = LabelOther
+	if err := CheckEventType(typ); err != nil {
+		return http.StatusBadRequest, answer{Status: "error", Reason: h.src.Name() + ": " + err.Error()}
+	}
+	kind := h.src.Kind(typ)
+	if kind != "" && !validKind(kind) {
+		// A source's vocabulary is a fixed list: this is a bug in it.
+		h.logger.Error("source names an event kind that cannot be a subject token or label; treated as unknown", "kind", kind)
+		kind = ""
+	}
+	if kind == "" {
+		// Nothing is published: an unknown type must not reach a subject.
+		const reason = "event type not known"
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), LabelOther, reason).Inc()
+		return http.StatusOK, answer{Status: "ignored", Reason: reason}
+	}
+	*label = kind
 	if err := checkJSON(body); err != nil {
 		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
 	}
@@ -151,7 +258,7 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 		sum := sha256.Sum256(body)
 		id = hex.EncodeToString(sum[:16])
 	}
-	d := Delivery{Source: h.src.Name(), Event: typ, ID: id, Header: r.Header, Body: body, ReceivedAt: h.now().UTC()}
+	d := Delivery{Source: h.src.Name(), Event: typ, Kind: kind, ID: id, Header: r.Header, Body: body, ReceivedAt: h.now().UTC()}
 	events, parseErr := h.src.Parse(d)
 	ignored := errors.Is(parseErr, ErrIgnored)
 	if parseErr != nil && !ignored {
@@ -174,7 +281,7 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 		return http.StatusServiceUnavailable, answer{Status: "error", Reason: "event bus unavailable, retry later"}
 	}
 	if ignored {
-		h.metrics.Ignored.WithLabelValues(h.src.Name(), typ, ignoreReason(parseErr)).Inc()
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), kind, ignoreReason(parseErr)).Inc()
 		return http.StatusOK, answer{Status: "ignored", Reason: parseErr.Error()}
 	}
 	for _, e := range events {
@@ -210,11 +317,12 @@ func checkJSON(body []byte) error {
 	return errors.New("malformed JSON body")
 }
 
-// Messages are what a delivery puts on the bus: its raw body for the archive,
+// Messages are what a delivery puts on the bus: its raw body for the archive
+// (on its kind's subject; the event type itself is a header, for replay),
 // then each canonical event. Ids make every message idempotent.
 func Messages(d Delivery, events []event.Event, partitions int) ([]*nats.Msg, error) {
 	received := d.ReceivedAt.Format(time.RFC3339Nano)
-	raw := nats.NewMsg(bus.RawSubject(d.Source, d.Event))
+	raw := nats.NewMsg(bus.RawSubject(d.Source, d.Kind))
 	raw.Data = d.Body
 	raw.Header.Set(nats.MsgIdHdr, d.Source+":"+d.ID)
 	raw.Header.Set(bus.HeaderSource, d.Source)

@@ -2,11 +2,13 @@ package webhook_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +31,22 @@ func (echo) Authenticate(h http.Header, body []byte) ([]byte, error) {
 	return body, nil
 }
 func (echo) Identify(h http.Header, _ []byte) (string, string, error) {
+	if t := h.Get("X-Type"); t != "" {
+		return t, h.Get("X-Id"), nil
+	}
 	return "incident", h.Get("X-Id"), nil
+}
+
+// Kind knows "incident", and names "broken" with a kind that cannot be a
+// subject token (a bug the plumbing must catch).
+func (echo) Kind(typ string) string {
+	switch typ {
+	case "incident":
+		return typ
+	case "broken":
+		return "a.b>c"
+	}
+	return ""
 }
 func (echo) Parse(d webhook.Delivery) ([]event.Event, error) {
 	return []event.Event{{ID: "echo:" + string(d.Body), Source: "echo", Type: event.TypeIncident, Service: "svc",
@@ -87,5 +104,69 @@ func TestPublishThenAnswer(t *testing.T) {
 	}
 	if w := post("d3", `"`+strings.Repeat("x", 2000)+`"`); w.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("oversized: got %d", w.Code)
+	}
+}
+
+// recorder is a Publisher that keeps what it is given.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg
+}
+
+func (r *recorder) Publish(_ context.Context, msgs []*nats.Msg) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+// Only known event types reach a subject; unknown ones are answered as
+// ignored and publish nothing; invalid ones are refused with the reason.
+func TestEventTypes(t *testing.T) {
+	cases := []struct {
+		typ     string
+		code    int
+		reason  string
+		subject string // of the raw delivery, when published
+	}{
+		{typ: "incident", code: http.StatusAccepted, subject: "doraflow.raw.echo.incident"},
+		{typ: "made.up", code: http.StatusOK, reason: "event type not known"},
+		{typ: "broken", code: http.StatusOK, reason: "event type not known"},
+		{typ: strings.Repeat("x", webhook.MaxEventTypeBytes), code: http.StatusOK, reason: "event type not known"},
+		{typ: strings.Repeat("x", webhook.MaxEventTypeBytes+1), code: http.StatusBadRequest, reason: "longer than 128"},
+		{typ: "in.*", code: http.StatusBadRequest, reason: "character"},
+		{typ: "in>", code: http.StatusBadRequest, reason: "character"},
+		{typ: "in\tcident", code: http.StatusBadRequest, reason: "character"},
+		{typ: "Push Hook", code: http.StatusOK, reason: "event type not known"},
+		{typ: "dev.cdevents.service.deployed.0.1.1", code: http.StatusOK, reason: "event type not known"},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%.20s", tc.typ), func(t *testing.T) {
+			pub := &recorder{}
+			h := webhook.NewHandler(echo{}, pub, webhook.Options{MaxBodyBytes: 1 << 10, PublishTimeout: time.Second, Partitions: 4},
+				telemetry.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`"a"`))
+			r.Header.Set("X-Token", "ok")
+			r.Header.Set("X-Id", "d1")
+			r.Header.Set("X-Type", tc.typ)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != tc.code || !strings.Contains(w.Body.String(), tc.reason) {
+				t.Fatalf("got %d %s, want %d with %q", w.Code, w.Body, tc.code, tc.reason)
+			}
+			switch {
+			case tc.subject == "" && pub.count() != 0:
+				t.Errorf("published %d messages", pub.count())
+			case tc.subject != "" && (pub.count() == 0 || pub.msgs[0].Subject != tc.subject ||
+				pub.msgs[0].Header.Get(bus.HeaderEvent) != tc.typ):
+				t.Errorf("raw delivery: %+v", pub.msgs)
+			}
+		})
 	}
 }

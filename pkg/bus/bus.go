@@ -285,9 +285,11 @@ func EventSubject(partition int, typ string) string {
 	return fmt.Sprintf("doraflow.events.%d.%s", partition, Token(typ))
 }
 
-// RawSubject is the archive subject of a delivery: doraflow.raw.<source>.<event>.
-func RawSubject(source, event string) string {
-	return "doraflow.raw." + Token(source) + "." + Token(event)
+// RawSubject is the archive subject of a delivery:
+// doraflow.raw.<source>.<kind>, the kind one of the source's fixed names for
+// its event types (never the event type as sent: see collectors/webhook).
+func RawSubject(source, kind string) string {
+	return "doraflow.raw." + Token(source) + "." + Token(kind)
 }
 
 // ClearDeploymentIndex removes every entry of the deployment index, for a

@@ -1,0 +1,176 @@
+package serve_test
+
+// What a sender controls must never cut doraflow off from its bus: event
+// types in headers and bodies.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
+	"github.com/doraflow/doraflow/pkg/config"
+)
+
+// busCases run a test against the embedded bus and against an external
+// NATS server with its default limits (1 MB max_payload).
+var busCases = []struct {
+	name     string
+	external bool
+}{
+	{"embedded", false},
+	{"external", true},
+}
+
+func configFor(t *testing.T, external bool) config.Config {
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	if external {
+		cfg.NATSURL = externalNATS(t).ClientURL()
+	}
+	return cfg
+}
+
+// send posts req and returns the status and body.
+func send(t *testing.T, req *http.Request) (int, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// streamMsgs is the number of messages in a stream.
+func streamMsgs(t *testing.T, srv *serve.Server, stream string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	s, err := srv.Bus.JS.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// A signed delivery re-sent with a 4,100-character X-GitHub-Event (the
+// header is not signed) once made NATS close the connection ("maximum
+// control line exceeded") and every later webhook got 503. Now it is
+// refused with the reason, and the next push is accepted.
+func TestOverlongEventTypeLeavesTheBusAlone(t *testing.T) {
+	for _, bc := range busCases {
+		t.Run(bc.name, func(t *testing.T) {
+			srv := start(t, configFor(t, bc.external))
+			defer stop(srv)
+			url := "http://" + srv.Addr() + "/webhooks/github"
+			ping := githubtest.Delivery{Event: "ping", ID: "ping-1", Body: []byte(`{"zen": "Keep it logically awesome.", "hook_id": 1}`)}
+			if code, body := send(t, githubtest.Request(url, secret, ping)); code != http.StatusOK {
+				t.Fatalf("ping: %d %s", code, body)
+			}
+			attack := githubtest.Request(url, secret, ping)
+			attack.Header.Set("X-GitHub-Event", strings.Repeat("p", 4100))
+			if code, body := send(t, attack); code != http.StatusBadRequest || !strings.Contains(body, "event type") {
+				t.Fatalf("4,100-character event type: got %d %s, want 400 naming the event type", code, body)
+			}
+			push := githubtest.Push("push-1", "acme/pay-api", strings.Repeat("0", 40), githubtest.SHA("e1"),
+				githubtest.Commit{SHA: githubtest.SHA("e1"), Time: at(1, 10, 0)})
+			if code, body := send(t, githubtest.Request(url, secret, push)); code != http.StatusAccepted {
+				t.Fatalf("push after the attack: %d %s", code, body)
+			}
+			if !srv.Bus.Conn.IsConnected() {
+				t.Errorf("bus connection %s", srv.Bus.Conn.Status())
+			}
+		})
+	}
+}
+
+// Event names a sender makes up are answered 200 "ignored", publish
+// nothing and are counted under one label value; made-up names never
+// become metric series (3,000 of them once made 3,000 series). Over-long
+// names and names with characters no source uses are refused.
+func TestMadeUpEventTypesAreBounded(t *testing.T) {
+	cfg := srcConfig(t)
+	srv := start(t, cfg)
+	defer stop(srv)
+	cdevent := srcFixture(t, "cdevents", "service.deployed.json", nil)
+	sources := []struct {
+		name string
+		req  func(typ string) *http.Request
+	}{
+		{"github", func(typ string) *http.Request {
+			return githubtest.Request("http://"+srv.Addr()+"/webhooks/github", secret, githubtest.Delivery{Event: typ, ID: "id-" + typ, Body: []byte(`{}`)})
+		}},
+		{"gitlab", func(typ string) *http.Request {
+			return srcRequest(srv, "/webhooks/gitlab", []byte(`{}`), map[string]string{"X-Gitlab-Token": srcGitLabToken, "X-Gitlab-Event": typ})
+		}},
+		{"pagerduty", func(typ string) *http.Request {
+			body, _ := json.Marshal(map[string]any{"event": map[string]any{"id": "E-" + typ, "event_type": typ}})
+			return srcPagerDutyRequest(srv, srcPagerDutySecret, "W-"+typ, body)
+		}},
+		{"opsgenie", func(typ string) *http.Request {
+			body, _ := json.Marshal(map[string]any{"action": typ, "alert": map[string]any{"alertId": "a"}})
+			return srcRequest(srv, "/webhooks/opsgenie", body, map[string]string{"X-Doraflow-Token": srcOpsgenieSecret})
+		}},
+		{"cdevents", func(typ string) *http.Request {
+			return srcRequest(srv, "/webhooks/cdevents", cdevent, map[string]string{"Authorization": "Bearer " + srcCDEventsToken,
+				"ce-specversion": "1.0", "ce-id": "id-" + typ, "ce-source": "/ci", "ce-type": typ})
+		}},
+	}
+	const names = 300
+	for _, src := range sources {
+		t.Run(src.name, func(t *testing.T) {
+			for i := range names {
+				typ := fmt.Sprintf("made.up.%s.%d", src.name, i)
+				if code, body := send(t, src.req(typ)); code != http.StatusOK || !strings.Contains(body, `"ignored"`) {
+					t.Fatalf("%s: got %d %s, want 200 ignored", typ, code, body)
+				}
+			}
+			for _, bad := range []struct{ typ, reason string }{
+				{strings.Repeat("e", 129), "longer than 128"},
+				{"push.>", "character"},
+				{"push*", "character"},
+				{"push;x", "character"},
+				{"pushé", "character"},
+			} {
+				if code, body := send(t, src.req(bad.typ)); code != http.StatusBadRequest || !strings.Contains(body, bad.reason) {
+					t.Errorf("%.20q: got %d %s, want 400 with %q", bad.typ, code, body, bad.reason)
+				}
+			}
+		})
+	}
+	if n := streamMsgs(t, srv, bus.RawStream); n != 0 {
+		t.Errorf("made-up event types put %d deliveries in the archive", n)
+	}
+	metrics := metricsText(t, srv.Addr())
+	series := map[string]int{}
+	for _, line := range strings.Split(metrics, "\n") {
+		for _, name := range []string{"doraflow_webhook_requests_total{", "doraflow_webhook_ignored_total{"} {
+			if strings.HasPrefix(line, name) {
+				series[name]++
+				if strings.Contains(line, "made.up") || strings.Contains(line, "eeee") {
+					t.Errorf("a made-up name became a label: %s", line)
+				}
+			}
+		}
+	}
+	// Per source at most: 200 and 400 under event="other".
+	for name, n := range series {
+		if n > 2*len(sources) {
+			t.Errorf("%s: %d series for %d sources", name, n, len(sources))
+		}
+	}
+	if want := fmt.Sprintf(`doraflow_webhook_ignored_total{event="other",reason="event type not known",source="github"} %d`, names); !strings.Contains(metrics, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+}
