@@ -1,7 +1,8 @@
 package serve_test
 
 // What a sender controls must never cut doraflow off from its bus: event
-// types in headers and bodies.
+// types in headers and bodies. And a bus connection that is lost for good
+// must end the process, not leave it answering 503 forever.
 
 import (
 	"context"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/serve"
@@ -90,6 +92,38 @@ func TestOverlongEventTypeLeavesTheBusAlone(t *testing.T) {
 			}
 			if !srv.Bus.Conn.IsConnected() {
 				t.Errorf("bus connection %s", srv.Bus.Conn.Status())
+			}
+		})
+	}
+}
+
+// When the bus connection is closed for good (here by a protocol error
+// NATS does not reconnect after), the Server reports a fatal error, which
+// `doraflow serve` turns into a non-zero exit for its supervisor to
+// restart it; /healthz stops saying ok meanwhile.
+func TestLostBusConnectionIsFatal(t *testing.T) {
+	for _, bc := range busCases {
+		t.Run(bc.name, func(t *testing.T) {
+			srv := start(t, configFor(t, bc.external))
+			defer stop(srv)
+			// A subject longer than the server's control line: the server
+			// answers -ERR and closes, and the client does not reconnect.
+			_ = srv.Bus.Conn.Publish(strings.Repeat("x", 5000), nil)
+			select {
+			case err := <-srv.Err():
+				if err == nil || !strings.Contains(err.Error(), "bus") {
+					t.Errorf("fatal error %v does not name the bus", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no fatal error 10s after the bus connection closed (%s)", srv.Bus.Conn.Status())
+			}
+			resp, err := http.Get("http://" + srv.Addr() + "/healthz")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("/healthz with the bus connection closed: %d", resp.StatusCode)
 			}
 		})
 	}

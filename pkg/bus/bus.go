@@ -4,12 +4,15 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -79,34 +82,57 @@ type Bus struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	server *server.Server
+
+	// closing is set by Close, so that its own closing of the connection
+	// is not taken for a lost one.
+	closing  atomic.Bool
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error // written before lost is closed
 }
 
 // Open connects to the bus, starting the embedded server if needed, and makes
 // sure doraflow's streams exist.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	b := &Bus{}
+	b := &Bus{lost: make(chan struct{})}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	// NATS does not reconnect after some protocol errors (a control line
+	// over its limit, an unknown -ERR): the connection is then closed for
+	// good, and only a new process gets a new one. Lost says so.
+	conOpts := []nats.Option{
+		nats.Name("doraflow"),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if b.closing.Load() {
+				return
+			}
+			b.lostOnce.Do(func() {
+				b.lostErr = fmt.Errorf("bus: connection closed for good: %w", cmp.Or(c.LastError(), errors.New("closed by the server")))
+				logger.Error("bus connection lost", "err", b.lostErr)
+				close(b.lost)
+			})
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Warn("bus error", "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
+	}
 	var err error
 	if opts.URL == "" {
 		b.server, err = startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		conOpts := []nats.Option{nats.InProcessServer(b.server), nats.Name("doraflow")}
-		b.Conn, err = nats.Connect(b.server.ClientURL(), conOpts...)
+		b.Conn, err = nats.Connect(b.server.ClientURL(), append(conOpts, nats.InProcessServer(b.server))...)
 	} else {
-		logger := opts.Logger
-		if logger == nil {
-			logger = slog.Default()
-		}
-		b.Conn, err = nats.Connect(opts.URL,
-			nats.Name("doraflow"),
-			nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				logger.Warn("bus disconnected", "err", err)
-			}),
-			nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
-		)
+		b.Conn, err = nats.Connect(opts.URL, append(conOpts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
 		b.Close()
@@ -228,9 +254,25 @@ func (b *Bus) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Lost is closed when the connection is closed for good by anything but
+// Close; LostErr then says why. A process should stop (and be restarted by
+// its supervisor) rather than answer 503 forever.
+func (b *Bus) Lost() <-chan struct{} { return b.lost }
+
+// LostErr is why the connection was lost, once Lost is closed; else nil.
+func (b *Bus) LostErr() error {
+	select {
+	case <-b.lost:
+		return b.lostErr
+	default:
+		return nil
+	}
+}
+
 // Close drains the connection and stops the embedded server. Safe on a
 // partly opened Bus.
 func (b *Bus) Close() {
+	b.closing.Store(true)
 	if b.Conn != nil {
 		_ = b.Conn.Drain()
 		b.Conn.Close()
