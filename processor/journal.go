@@ -59,7 +59,7 @@ func (p *Processor) appendJournal(ctx context.Context, events []event.Event) err
 		return err
 	}
 	for _, m := range msgs {
-		ack, err := p.js.PublishMsg(ctx, m)
+		ack, err := bus.Publish(ctx, p.js, m)
 		if err != nil {
 			return fmt.Errorf("processor: journal: %w", err)
 		}
@@ -99,8 +99,12 @@ func (p *Processor) foldJournal(ctx context.Context) (int, error) {
 			if err != nil {
 				return n, fmt.Errorf("processor: journal: %w", err)
 			}
+			data, err := bus.Data(ctx, p.js, m)
+			if err != nil {
+				return n, fmt.Errorf("processor: journal message %d: %w", meta.Sequence.Stream, err)
+			}
 			var events []event.Event
-			if err := json.Unmarshal(m.Data(), &events); err != nil {
+			if err := json.Unmarshal(data, &events); err != nil {
 				return n, fmt.Errorf("processor: journal message %d: %w", meta.Sequence.Stream, err)
 			}
 			for _, e := range events {

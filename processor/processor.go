@@ -241,7 +241,18 @@ func (p *Processor) batch(ctx context.Context, cons jetstream.Consumer) error {
 			p.deadLetter(ctx, m, meta, "redelivered", fmt.Sprintf("delivered %d times without being processed", meta.NumDelivered))
 			continue
 		}
-		e, err := decode(m.Data())
+		data, err := bus.Data(ctx, p.js, m)
+		switch {
+		case errors.Is(err, bus.ErrPayloadMissing):
+			p.deadLetter(ctx, m, meta, "undecodable", err.Error())
+			continue
+		case err != nil:
+			// The payload bucket did not answer: the message comes again.
+			p.logger.Warn("reading a message's payload failed; it will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(time.Second)
+			continue
+		}
+		e, err := decode(data)
 		if err != nil {
 			// Collectors validate before publishing, so this message comes
 			// from elsewhere and will never parse: set it aside.

@@ -1,18 +1,21 @@
 package serve_test
 
 // What a sender controls must never cut doraflow off from its bus: event
-// types in headers and bodies. And a bus connection that is lost for good
-// must end the process, not leave it answering 503 forever.
+// types in headers and bodies, body sizes. And a bus connection that is lost
+// for good must end the process, not leave it answering 503 forever.
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/serve"
@@ -125,6 +128,78 @@ func TestLostBusConnectionIsFatal(t *testing.T) {
 			if resp.StatusCode != http.StatusServiceUnavailable {
 				t.Errorf("/healthz with the bus connection closed: %d", resp.StatusCode)
 			}
+		})
+	}
+}
+
+// bigPush is a push of n commits to repo, each with a message of pad
+// bytes, so that its body has about the size wanted. Commit shas start with
+// prefix (5 hex digits).
+func bigPush(t *testing.T, id, repo, before, prefix string, n, pad int) (githubtest.Delivery, string) {
+	t.Helper()
+	commits := make([]githubtest.Commit, n)
+	for i := range commits {
+		commits[i] = githubtest.Commit{SHA: fmt.Sprintf("%s%035x", prefix, i), Time: at(1, 8, 0).Add(time.Duration(i) * time.Second)}
+	}
+	after := commits[n-1].SHA
+	d := githubtest.Push(id, repo, before, after, commits...)
+	var body map[string]any
+	if err := json.Unmarshal(d.Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("m", pad)
+	for _, c := range body["commits"].([]any) {
+		c.(map[string]any)["message"] = msg
+	}
+	var err error
+	if d.Body, err = json.Marshal(body); err != nil {
+		t.Fatal(err)
+	}
+	return d, after
+}
+
+// Pushes of 2 MB and 20 MB (GitHub sends up to 25 MB) are stored and
+// their commits become changes, on the embedded bus and on an external
+// NATS server that takes at most 1 MB per message. The 20 MB push's
+// canonical event (20,000 commits) is over 1 MB too.
+func TestLargePushesAreStored(t *testing.T) {
+	for _, bc := range busCases {
+		t.Run(bc.name, func(t *testing.T) {
+			cfg := configFor(t, bc.external)
+			cfg.Collector.MaxBodyBytes = config.Default().Collector.MaxBodyBytes
+			srv := start(t, cfg)
+			defer stop(srv)
+			url := "http://" + srv.Addr() + "/webhooks/github"
+			small, head1 := bigPush(t, "big-1", "acme/pay-api", strings.Repeat("0", 40), "aaaaa", 2000, 1000)
+			large, head2 := bigPush(t, "big-2", "acme/pay-api", head1, "bbbbb", 20000, 1000)
+			for _, d := range []githubtest.Delivery{small, large} {
+				t.Logf("push %s: %.1f MB", d.ID, float64(len(d.Body))/1e6)
+				if code, body := send(t, githubtest.Request(url, secret, d)); code != http.StatusAccepted {
+					t.Fatalf("push %s: %d %.300s", d.ID, code, body)
+				}
+			}
+			post(t, srv, githubtest.DeploymentStatus("big-d", "acme/pay-api", 901, 9001, head2, "production", "success", at(2, 12, 0)))
+			r := reportOf(t, srv, cfg)
+			if r.Total.Changes != 22000 || r.Total.Deployments != 1 {
+				t.Fatalf("changes %d, deployments %d; want 22000 changes of 1 deployment", r.Total.Changes, r.Total.Deployments)
+			}
+			if n := streamMsgs(t, srv, bus.RawStream); n != 3 {
+				t.Errorf("raw archive holds %d deliveries, want 3", n)
+			}
+			// The embedded server takes 25 MB messages; the external one's
+			// large messages went by reference.
+			obs, err := srv.Bus.JS.ObjectStore(context.Background(), bus.PayloadBucket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, err := obs.List(context.Background())
+			if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+				t.Fatal(err)
+			}
+			if bc.external != (len(stored) >= 3) {
+				t.Errorf("%d payloads stored by reference", len(stored))
+			}
+			t.Logf("%d payloads stored by reference", len(stored))
 		})
 	}
 }

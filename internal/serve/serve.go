@@ -74,7 +74,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}()
 	var err error
-	s.Bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
+	s.Bus, err = bus.Open(ctx, BusOptions(cfg, logger))
 	if err != nil {
 		return nil, err
 	}
@@ -227,6 +227,18 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// headerRoom is what a raw delivery's message takes beside its body: the
+// HTTP headers kept with it (at most webhook.NewServer's 64 KB) and
+// doraflow's own.
+const headerRoom = 1 << 20
+
+// BusOptions are the bus options of cfg: the embedded server takes a raw
+// delivery of the largest body allowed (an external server's own limit is
+// read at connect; larger messages go by reference, see bus.PublishAll).
+func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
+	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom, Logger: logger}
 }
 
 func natsDesc(url string) string {

@@ -40,6 +40,12 @@ const (
 	// one object per consumer.
 	StateBucket = "doraflow_state"
 
+	// PayloadBucket is the object store holding the data of messages too
+	// large for the connection's max_payload (a 25 MB push on a server that
+	// takes 1 MB); the message on the stream then references it (see
+	// PublishAll and Data).
+	PayloadBucket = "doraflow_payloads"
+
 	// DeploymentIndexBucket is the key-value bucket where each partition's
 	// processor publishes its production deployments, so that every
 	// processor attributes incidents against all of them.
@@ -74,8 +80,17 @@ type Options struct {
 	Port int
 	// Replicas of each stream; 1 for a single node, 3 on a cluster.
 	Replicas int
-	Logger   *slog.Logger
+	// MaxPayload is the largest message the embedded server takes; 0
+	// keeps NATS's default (1 MB). It is capped at maxEmbeddedPayload:
+	// larger messages go by reference (see PublishAll), as they do on an
+	// external server whose limit is lower.
+	MaxPayload int64
+	Logger     *slog.Logger
 }
+
+// maxEmbeddedPayload is NATS's default max_pending, which max_payload may
+// not exceed.
+const maxEmbeddedPayload = 64 << 20
 
 // Bus is a connection to JetStream and, when embedded, the server behind it.
 type Bus struct {
@@ -158,6 +173,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 	}
+	if opts.MaxPayload > 0 {
+		sopts.MaxPayload = int32(min(opts.MaxPayload, maxEmbeddedPayload))
+	}
 	switch opts.Port {
 	case 0:
 		sopts.DontListen = true
@@ -223,6 +241,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 	}); err != nil {
 		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      PayloadBucket,
+		Description: "data of messages too large for the connection's max_payload, named by their SHA-256",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: object store %s: %w", PayloadBucket, err)
+	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      DeploymentIndexBucket,
 		Description: "production deployments of every partition, for incident attribution",
@@ -285,10 +311,16 @@ func (b *Bus) Close() {
 
 // PublishAll publishes every message and returns once JetStream has
 // acknowledged all of them, or the first error. Messages should carry a
-// Nats-Msg-Id so that a retry after a partial failure is deduplicated.
+// Nats-Msg-Id so that a retry after a partial failure is deduplicated. A
+// message too large for the connection is stored in PayloadBucket first
+// and published as a reference to it (see Data).
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
+		m, err := fit(ctx, js, m)
+		if err != nil {
+			return err
+		}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("bus: publish %s: %w", m.Subject, err)
@@ -305,6 +337,20 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) e
 		}
 	}
 	return nil
+}
+
+// Publish publishes one message as PublishAll does and returns JetStream's
+// acknowledgement.
+func Publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	m, err := fit(ctx, js, m)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("bus: publish %s: %w", m.Subject, err)
+	}
+	return ack, nil
 }
 
 // Token makes s safe as one subject token.

@@ -9,10 +9,12 @@ import (
 	"time"
 )
 
-// openTest is an embedded bus that logs nothing.
-func openTest(t *testing.T) *Bus {
+// openTest is an embedded bus that logs nothing; maxPayload 0 keeps NATS's
+// default.
+func openTest(t *testing.T, maxPayload int64) *Bus {
 	t.Helper()
-	b, err := Open(context.Background(), Options{DataDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b, err := Open(context.Background(), Options{DataDir: t.TempDir(), MaxPayload: maxPayload,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +33,7 @@ func TestLostConnection(t *testing.T) {
 		{"closed by Close", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := openTest(t)
+			b := openTest(t, 0)
 			if tc.lose {
 				_ = b.Conn.Publish(strings.Repeat("x", 5000), nil) // over the control line limit
 			} else {
