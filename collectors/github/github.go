@@ -7,8 +7,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	gh "github.com/google/go-github/v60/github"
 
@@ -58,18 +59,32 @@ func New(cfg Config) (*Source, error) {
 // Name is the source's name.
 func (s *Source) Name() string { return "github" }
 
-// Authenticate checks X-Hub-Signature-256 with go-github's ValidatePayload,
-// which also unwraps form-encoded deliveries.
+// Authenticate checks X-Hub-Signature-256 (only SHA-256 is accepted) with
+// go-github, as ValidatePayload does: a JSON body is checked in place (the
+// body can be 25 MB: ValidatePayload would copy it), a form-encoded one is
+// unwrapped by ValidatePayloadFromBody.
 func (s *Source) Authenticate(h http.Header, body []byte) ([]byte, error) {
-	if h.Get(gh.SHA256SignatureHeader) == "" {
+	sig := h.Get(gh.SHA256SignatureHeader)
+	if sig == "" {
 		return nil, fmt.Errorf("github: missing %s header", gh.SHA256SignatureHeader)
 	}
-	r := &http.Request{Header: h.Clone(), Body: io.NopCloser(bytes.NewReader(body))}
-	r.Header.Del(gh.SHA1SignatureHeader) // only SHA-256 is accepted
-	if r.Header.Get("Content-Type") == "" {
-		r.Header.Set("Content-Type", "application/json")
+	if !strings.HasPrefix(sig, "sha256=") {
+		return nil, fmt.Errorf("github: %s is not a sha256= signature", gh.SHA256SignatureHeader)
 	}
-	payload, err := gh.ValidatePayload(r, s.secret)
+	contentType := "application/json"
+	if ct := h.Get("Content-Type"); ct != "" {
+		var err error
+		if contentType, _, err = mime.ParseMediaType(ct); err != nil {
+			return nil, fmt.Errorf("github: Content-Type %q: %w", ct, err)
+		}
+	}
+	if contentType == "application/json" {
+		if err := gh.ValidateSignature(sig, body, s.secret); err != nil {
+			return nil, fmt.Errorf("github: %w", err)
+		}
+		return body, nil
+	}
+	payload, err := gh.ValidatePayloadFromBody(contentType, bytes.NewReader(body), sig, s.secret)
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}

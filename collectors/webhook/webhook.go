@@ -15,8 +15,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,6 +95,9 @@ type Options struct {
 	MaxBodyBytes   int64
 	PublishTimeout time.Duration
 	Partitions     int
+	// Budget bounds the body bytes held by all the handlers that share it
+	// (one per process); nil bounds nothing.
+	Budget *Budget
 }
 
 // Metric label values for event types that are not one of a source's
@@ -216,12 +221,18 @@ func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, answer{Status: "error", Reason: "use POST"}
 	}
-	body, err := readBody(r, h.opts.MaxBodyBytes)
+	body, held, err := readBody(r, h.opts.MaxBodyBytes, h.opts.Budget)
+	defer h.opts.Budget.give(held)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return http.StatusRequestEntityTooLarge, answer{Status: "error",
 				Reason: fmt.Sprintf("body over the limit of %d bytes", h.opts.MaxBodyBytes)}
+		case errors.Is(err, errBusy):
+			h.metrics.Errors.WithLabelValues("collector", "busy").Inc()
+			return http.StatusServiceUnavailable, answer{Status: "error",
+				Reason: "too many request bytes in flight (collector.max_inflight_bytes), retry later"}
 		}
 		return http.StatusBadRequest, answer{Status: "error", Reason: "reading body: " + err.Error()}
 	}
@@ -298,11 +309,87 @@ func ignoreReason(err error) string {
 	return "ignored"
 }
 
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+// Budget bounds the request body bytes that all handlers sharing it hold
+// at once. A signature can be checked only once the body is read, so
+// without it any sender, authenticated or not, could make the collector
+// hold as many 25 MB bodies as it opens connections.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a Budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// take reserves n bytes, or reports that they would go over the limit.
+func (b *Budget) take(n int64) bool {
+	if b == nil {
+		return true
 	}
-	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes taken before.
+func (b *Budget) give(n int64) {
+	if b != nil && n != 0 {
+		b.used.Add(-n)
+	}
+}
+
+// errBusy: reading the body would go over the process's budget.
+var errBusy = errors.New("request bytes in flight over the budget")
+
+// readBodyStep is how a body of unknown length (chunked) grows at first.
+const readBodyStep = 64 << 10
+
+// readBody reads the body, within limit, into a buffer whose bytes it takes
+// from budget before reading into it: a declared Content-Length at once
+// (nothing is read if it does not fit), a body of unknown length as its
+// buffer grows. held is what to give back once the body is no longer used,
+// also after an error.
+func readBody(r *http.Request, limit int64, budget *Budget) (body []byte, held int64, err error) {
+	if r.ContentLength > limit {
+		return nil, 0, &http.MaxBytesError{Limit: limit}
+	}
+	rd := http.MaxBytesReader(nil, r.Body, limit)
+	if r.ContentLength >= 0 {
+		if !budget.take(r.ContentLength) {
+			return nil, 0, errBusy
+		}
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, body); err != nil {
+			return nil, r.ContentLength, err
+		}
+		return body, r.ContentLength, nil
+	}
+	for {
+		if len(body) == cap(body) {
+			// Doubling, up to the limit and one byte more: what
+			// MaxBytesReader needs to tell that the limit is passed.
+			grow := max(min(int64(max(cap(body), readBodyStep)), limit+1-int64(len(body))), 1)
+			if !budget.take(grow) {
+				return nil, held, errBusy
+			}
+			held += grow
+			body = slices.Grow(body, int(grow))
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if errors.Is(err, io.EOF) {
+			return body, held, nil
+		}
+		if err != nil {
+			return nil, held, err
+		}
+	}
 }
 
 // checkJSON reports where a body stops being JSON.

@@ -170,3 +170,85 @@ func TestEventTypes(t *testing.T) {
 		})
 	}
 }
+
+// The budget bounds the body bytes all handlers hold: a body that does not
+// fit is answered 503 with Retry-After, without being read, whether its
+// length is declared or not; bytes are given back after each request.
+func TestBudget(t *testing.T) {
+	budget := webhook.NewBudget(1000)
+	h := webhook.NewHandler(echo{}, &recorder{}, webhook.Options{MaxBodyBytes: 800, PublishTimeout: time.Second, Partitions: 4, Budget: budget},
+		telemetry.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	body := func(n int) string { return `"` + strings.Repeat("x", n-2) + `"` }
+	cases := []struct {
+		name    string
+		body    string
+		chunked bool
+		code    int
+		read    bool // whether the handler may read the whole body
+	}{
+		{"fits", body(700), false, http.StatusAccepted, true},
+		{"fits, chunked", body(700), true, http.StatusAccepted, true},
+		{"over the body limit", body(900), false, http.StatusRequestEntityTooLarge, false},
+		{"over the body limit, chunked", body(900), true, http.StatusRequestEntityTooLarge, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for range 3 { // the budget is given back every time
+				w, read := serveBody(h, tc.body, tc.chunked)
+				if w.Code != tc.code || (!tc.read && read == len(tc.body)) {
+					t.Fatalf("got %d %s after reading %d bytes", w.Code, w.Body, read)
+				}
+			}
+		})
+	}
+	// While 700 bytes are held by a request in flight, another body of 700
+	// does not fit.
+	held := webhook.NewHandler(echo{}, webhook.PublisherFunc(func(context.Context, []*nats.Msg) error {
+		for _, chunked := range []bool{false, true} {
+			w, read := serveBody(h, body(700), chunked)
+			if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
+				!strings.Contains(w.Body.String(), "max_inflight_bytes") {
+				t.Errorf("chunked %v: got %d %s", chunked, w.Code, w.Body)
+			}
+			if !chunked && read > 0 || chunked && read >= 700 {
+				t.Errorf("chunked %v: %d bytes read of a body that does not fit", chunked, read)
+			}
+		}
+		return nil
+	}), webhook.Options{MaxBodyBytes: 800, PublishTimeout: time.Second, Partitions: 4, Budget: budget},
+		telemetry.New(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if w, _ := serveBody(held, body(700), false); w.Code != http.StatusAccepted {
+		t.Fatalf("got %d %s", w.Code, w.Body)
+	}
+	if w, _ := serveBody(h, body(700), true); w.Code != http.StatusAccepted {
+		t.Fatalf("after the request in flight: %d %s", w.Code, w.Body)
+	}
+}
+
+// countingReader counts what is read from it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// serveBody posts body to h, with a Content-Length or without (as a
+// chunked request arrives), and says how much of it h read.
+func serveBody(h http.Handler, body string, chunked bool) (*httptest.ResponseRecorder, int) {
+	src := &countingReader{r: strings.NewReader(body)}
+	r := httptest.NewRequest(http.MethodPost, "/", src)
+	r.ContentLength = int64(len(body))
+	if chunked {
+		r.ContentLength = -1
+	}
+	r.Header.Set("X-Token", "ok")
+	r.Header.Set("X-Id", fmt.Sprintf("b%d", len(body)))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w, src.n
+}

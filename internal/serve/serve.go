@@ -255,6 +255,8 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 		MaxBodyBytes:   s.cfg.Collector.MaxBodyBytes,
 		PublishTimeout: s.cfg.Collector.PublishTimeout,
 		Partitions:     s.cfg.Processor.Partitions,
+		// One budget for every source: it bounds the process.
+		Budget: webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
 	}
 	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
 		return bus.PublishAll(ctx, s.Bus.JS, msgs)
