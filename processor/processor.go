@@ -281,7 +281,11 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		if !ok {
 			continue
 		}
-		if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()}); err != nil {
+		data, ok := p.data(ctx, m, meta, bus.LinkStream)
+		if !ok {
+			continue
+		}
+		if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: data}); err != nil {
 			p.deadLetter(ctx, m, meta, bus.LinkStream, "undecodable", err.Error())
 			continue
 		}
@@ -301,7 +305,11 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		if !ok {
 			continue
 		}
-		e, err := decode(m.Data())
+		data, ok := p.data(ctx, m, meta, bus.EventStream)
+		if !ok {
+			continue
+		}
+		e, err := decode(data)
 		if err != nil {
 			// Collectors validate before publishing, so this message comes
 			// from elsewhere and will never parse: set it aside.
@@ -382,6 +390,23 @@ func (p *Processor) usable(ctx context.Context, m jetstream.Msg) (*jetstream.Msg
 		return nil, false
 	}
 	return meta, true
+}
+
+// data is a message's data, inline or by reference (bus.Data). A missing
+// reference is dead-lettered; a payload store that does not answer leaves
+// the message to come again.
+func (p *Processor) data(ctx context.Context, m jetstream.Msg, meta *jetstream.MsgMetadata, stream string) ([]byte, bool) {
+	data, err := bus.Data(ctx, p.js, m)
+	switch {
+	case errors.Is(err, bus.ErrPayloadMissing):
+		p.deadLetter(ctx, m, meta, stream, "undecodable", err.Error())
+		return nil, false
+	case err != nil:
+		p.logger.Warn("reading a message's payload failed; it will be redelivered", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return nil, false
+	}
+	return data, true
 }
 
 // heartbeat tells JetStream, every interval, that msgs are still being

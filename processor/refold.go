@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -24,14 +25,26 @@ func (p *Processor) refold(ctx context.Context, from, to position) (int, error) 
 		fold     func(jetstream.Msg) error
 	}{
 		{bus.LinkStream, p.stage.linkSubjects(), from.Links, to.Links, func(m jetstream.Msg) error {
-			return p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+			data, err := bus.Data(ctx, p.js, m)
+			if err != nil {
+				return err
+			}
+			if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: data}); err != nil {
+				return errUnusable{err}
+			}
+			return nil
 		}},
 		{bus.EventStream, p.stage.eventSubjects(), from.Events, to.Events, func(m jetstream.Msg) error {
-			e, err := decode(m.Data())
-			if err == nil {
-				p.stage.apply(e)
+			data, err := bus.Data(ctx, p.js, m)
+			if err != nil {
+				return err
 			}
-			return err
+			e, err := decode(data)
+			if err != nil {
+				return errUnusable{err}
+			}
+			p.stage.apply(e)
+			return nil
 		}},
 	} {
 		if s.to <= s.from {
@@ -45,6 +58,11 @@ func (p *Processor) refold(ctx context.Context, from, to position) (int, error) 
 	}
 	return n, nil
 }
+
+// errUnusable marks a message that will never fold.
+type errUnusable struct{ error }
+
+func (e errUnusable) Unwrap() error { return e.error }
 
 func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []string, from, to uint64, fold func(jetstream.Msg) error) (int, error) {
 	st, err := p.js.Stream(ctx, stream)
@@ -73,11 +91,14 @@ func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []
 				return n, nil
 			}
 			got++
-			if err := fold(m); err != nil {
-				// Dead-lettered messages left the stream; one that would
-				// be is left to the consumer.
+			var unusable errUnusable
+			switch err := fold(m); {
+			case errors.As(err, &unusable) || errors.Is(err, bus.ErrPayloadMissing):
+				// Never folded before either: the consumer dead-letters it.
 				p.logger.Warn("refold skipped a message", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
-			} else {
+			case err != nil:
+				return n, fmt.Errorf("processor: refold %s: %w", stream, err)
+			default:
 				n++
 			}
 			if meta.Sequence.Stream == to || meta.NumPending == 0 {

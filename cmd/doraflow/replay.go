@@ -35,7 +35,7 @@ process, collectors included, run it, then start everything with the new count.`
 			if err != nil {
 				return fmt.Errorf("%w: %w", errConfig, err)
 			}
-			b, err := bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
+			b, err := bus.Open(ctx, serve.BusOptions(cfg, logger))
 			if err != nil {
 				return err
 			}

@@ -49,9 +49,13 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/cdevents/sdk-go/pkg/api"
+	"github.com/cdevents/sdk-go/pkg/api/v04"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	ce "github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // Config configures the CDEvents collector.
@@ -73,6 +77,7 @@ type Source struct {
 	// token is kept as its digest: comparing digests takes the same time
 	// whatever the length of the guess.
 	token [sha256.Size]byte
+	kinds webhook.Kinds
 }
 
 // New returns the CDEvents source for a valid Config.
@@ -80,7 +85,7 @@ func New(cfg Config) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Source{token: sha256.Sum256([]byte(cfg.Token))}, nil
+	return &Source{token: sha256.Sum256([]byte(cfg.Token)), kinds: kinds()}, nil
 }
 
 // Name is the source's name.
@@ -111,7 +116,42 @@ func (s *Source) Identify(h http.Header, body []byte) (string, string, error) {
 	if err != nil {
 		return "", "", err
 	}
+	if strings.HasPrefix(e.Type(), api.EventTypeRoot+".") {
+		if _, err := api.ParseType(e.Type()); err != nil {
+			return "", "", fmt.Errorf("cdevents: malformed CDEvents type %q: %w", e.Type(), err)
+		}
+	}
 	return e.Type(), deliveryID(e), nil
+}
+
+// kindCustom is the one kind of every custom CDEvent
+// (dev.cdeventsx.<tool>-<subject>.<predicate>.<version>).
+const kindCustom = "custom"
+
+// kinds are the CDEvents of the newest spec the CDEvents SDK knows, by
+// subject and predicate ("service.deployed"), and kindCustom.
+func kinds() webhook.Kinds {
+	k := webhook.NewKinds(kindCustom)
+	for _, e := range v04.CDEventsTypes {
+		if t := e.GetType(); t.Custom == "" {
+			k[t.Subject+"."+t.Predicate] = true
+		}
+	}
+	return k
+}
+
+// Kind names a CDEvents type without its version: "service.deployed" for
+// dev.cdevents.service.deployed.0.2.0, since versions would make the names
+// unbounded. A CloudEvent type that is no known CDEvent has no kind.
+func (s *Source) Kind(typ string) string {
+	t, err := api.ParseType(typ)
+	switch {
+	case err != nil:
+		return ""
+	case t.Custom != "":
+		return kindCustom
+	}
+	return s.kinds.Of(t.Subject + "." + t.Predicate)
 }
 
 func deliveryID(e *ce.Event) string { return e.Source() + ":" + e.ID() }

@@ -462,3 +462,25 @@ func FuzzCommitOf(f *testing.F) {
 		}
 	})
 }
+
+// Kind drops the version of a CDEvents type, so that a fixed set of names
+// reaches subjects and metric labels whatever versions producers send.
+func TestKind(t *testing.T) {
+	s := source(t)
+	for _, tc := range []struct{ typ, kind string }{
+		{"dev.cdevents.service.deployed.0.1.1", "service.deployed"},
+		{"dev.cdevents.service.deployed.0.2.0", "service.deployed"},
+		{"dev.cdevents.service.deployed.0.3.0-draft", "service.deployed"},
+		{"dev.cdevents.incident.resolved.0.2.0", "incident.resolved"},
+		{"dev.cdevents.pipelinerun.finished.0.2.0", "pipelinerun.finished"},
+		{"dev.cdevents.ticket.closed.0.1.0", "ticket.closed"},
+		{"dev.cdeventsx.acme-service.deployed.0.1.0", "custom"},
+		{"dev.cdevents.service.exploded.0.1.0", ""},
+		{"dev.cdevents.service.deployed", ""},
+		{"com.example.deployed", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
+	}
+}

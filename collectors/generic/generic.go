@@ -153,6 +153,14 @@ func (s *Deployments) Identify(_ http.Header, body []byte) (string, string, erro
 	return eventDeployment, idOf(parseDeployment(body)), nil
 }
 
+// Kind: a deployment report is the one kind of this path.
+func (s *Deployments) Kind(typ string) string {
+	if typ == eventDeployment {
+		return typ
+	}
+	return ""
+}
+
 // Parse turns a deployment report into its canonical event.
 func (s *Deployments) Parse(d webhook.Delivery) ([]event.Event, error) {
 	e, err := parseDeployment(d.Body)
@@ -179,6 +187,14 @@ func NewIncidents(cfg Config) (*Incidents, error) {
 // same id.
 func (s *Incidents) Identify(_ http.Header, body []byte) (string, string, error) {
 	return eventIncident, idOf(parseIncident(body)), nil
+}
+
+// Kind: an incident report is the one kind of this path.
+func (s *Incidents) Kind(typ string) string {
+	if typ == eventIncident {
+		return typ
+	}
+	return ""
 }
 
 // Parse turns an incident report into its canonical event.

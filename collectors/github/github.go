@@ -7,10 +7,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"mime"
 	"net/http"
+	"strings"
 
 	gh "github.com/google/go-github/v60/github"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // Config configures the GitHub collector.
@@ -36,6 +39,7 @@ func (c Config) Validate() error {
 type Source struct {
 	secret         []byte
 	incidentLabels []string
+	kinds          webhook.Kinds
 }
 
 // New returns the GitHub source for a valid Config.
@@ -47,24 +51,40 @@ func New(cfg Config) (*Source, error) {
 	if len(labels) == 0 {
 		labels = DefaultIncidentLabels
 	}
-	return &Source{secret: []byte(cfg.WebhookSecret), incidentLabels: labels}, nil
+	// GitHub's event types as go-github knows them (push, ping, star, …):
+	// the ones parsed and those answered as ignored.
+	return &Source{secret: []byte(cfg.WebhookSecret), incidentLabels: labels, kinds: webhook.NewKinds(gh.MessageTypes()...)}, nil
 }
 
 // Name is the source's name.
 func (s *Source) Name() string { return "github" }
 
-// Authenticate checks X-Hub-Signature-256 with go-github's ValidatePayload,
-// which also unwraps form-encoded deliveries.
+// Authenticate checks X-Hub-Signature-256 (only SHA-256 is accepted) with
+// go-github, as ValidatePayload does: a JSON body is checked in place (the
+// body can be 25 MB: ValidatePayload would copy it), a form-encoded one is
+// unwrapped by ValidatePayloadFromBody.
 func (s *Source) Authenticate(h http.Header, body []byte) ([]byte, error) {
-	if h.Get(gh.SHA256SignatureHeader) == "" {
+	sig := h.Get(gh.SHA256SignatureHeader)
+	if sig == "" {
 		return nil, fmt.Errorf("github: missing %s header", gh.SHA256SignatureHeader)
 	}
-	r := &http.Request{Header: h.Clone(), Body: io.NopCloser(bytes.NewReader(body))}
-	r.Header.Del(gh.SHA1SignatureHeader) // only SHA-256 is accepted
-	if r.Header.Get("Content-Type") == "" {
-		r.Header.Set("Content-Type", "application/json")
+	if !strings.HasPrefix(sig, "sha256=") {
+		return nil, fmt.Errorf("github: %s is not a sha256= signature", gh.SHA256SignatureHeader)
 	}
-	payload, err := gh.ValidatePayload(r, s.secret)
+	contentType := "application/json"
+	if ct := h.Get("Content-Type"); ct != "" {
+		var err error
+		if contentType, _, err = mime.ParseMediaType(ct); err != nil {
+			return nil, fmt.Errorf("github: Content-Type %q: %w", ct, err)
+		}
+	}
+	if contentType == "application/json" {
+		if err := gh.ValidateSignature(sig, body, s.secret); err != nil {
+			return nil, fmt.Errorf("github: %w", err)
+		}
+		return body, nil
+	}
+	payload, err := gh.ValidatePayloadFromBody(contentType, bytes.NewReader(body), sig, s.secret)
 	if err != nil {
 		return nil, fmt.Errorf("github: %w", err)
 	}
@@ -83,3 +103,6 @@ func (s *Source) Identify(h http.Header, _ []byte) (string, string, error) {
 	}
 	return typ, id, nil
 }
+
+// Kind is typ when go-github knows it as a GitHub event type.
+func (s *Source) Kind(typ string) string { return s.kinds.Of(typ) }

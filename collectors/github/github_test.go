@@ -3,6 +3,7 @@ package github
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,12 +129,15 @@ func TestEventIDsIgnoreDelivery(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	s := source(t)
 	body := fixture(t, "push.with-new-branch.payload.json")
+	form := url.Values{"payload": {string(body)}}.Encode()
 	header := func(sig, contentType string) http.Header {
 		h := http.Header{}
 		if sig != "" {
 			h.Set("X-Hub-Signature-256", sig)
 		}
-		h.Set("Content-Type", contentType)
+		if contentType != "" {
+			h.Set("Content-Type", contentType)
+		}
 		return h
 	}
 	cases := []struct {
@@ -146,20 +150,49 @@ func TestAuthenticate(t *testing.T) {
 		{"wrong secret", header(githubtest.Sign("other", body), "application/json"), false},
 		{"missing", header("", "application/json"), false},
 		{"garbage", header("sha256=zz", "application/json"), false},
+		{"SHA-1 in the SHA-256 header", header("sha1="+strings.Repeat("0", 40), "application/json"), false},
+		{"no Content-Type: JSON", header(githubtest.Sign("s3cret", body), ""), true},
+		{"form-encoded", header(githubtest.Sign("s3cret", []byte(form)), "application/x-www-form-urlencoded"), true},
+		{"form-encoded, signature of the payload only", header(githubtest.Sign("s3cret", body), "application/x-www-form-urlencoded"), false},
+		{"other Content-Type", header(githubtest.Sign("s3cret", body), "text/plain"), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			payload, err := s.Authenticate(tc.h, body)
+			sent := body
+			if strings.HasPrefix(tc.h.Get("Content-Type"), "application/x-www-form-urlencoded") {
+				sent = []byte(form)
+			}
+			payload, err := s.Authenticate(tc.h, sent)
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
 			if tc.ok && string(payload) != string(body) {
-				t.Error("payload differs from body")
+				t.Error("payload differs from the JSON sent")
 			}
 		})
 	}
 	if _, err := New(Config{}); err == nil || !strings.Contains(err.Error(), "DORAFLOW_GITHUB_WEBHOOK_SECRET") {
 		t.Errorf("empty secret: %v", err)
+	}
+}
+
+// Kind knows GitHub's event types, used or not, and nothing else: only
+// these names reach subjects and metric labels.
+func TestKind(t *testing.T) {
+	s := source(t)
+	for _, tc := range []struct{ typ, kind string }{
+		{"push", "push"},
+		{"deployment_status", "deployment_status"},
+		{"ping", "ping"},
+		{"star", "star"},
+		{"workflow_run", "workflow_run"},
+		{"Push", ""},
+		{"pushes", ""},
+		{"made_up", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
 	}
 }
 

@@ -9,6 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	gl "github.com/xanzy/go-gitlab"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // Header names GitLab sets on webhook deliveries.
@@ -45,6 +49,7 @@ func (c Config) Validate() error {
 type Source struct {
 	tokenSum            [sha256.Size]byte
 	pipelineDeployments bool
+	kinds               webhook.Kinds
 }
 
 // New returns the GitLab source for a valid Config.
@@ -52,7 +57,7 @@ func New(cfg Config) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Source{tokenSum: sha256.Sum256([]byte(cfg.WebhookToken)), pipelineDeployments: cfg.PipelineDeployments}, nil
+	return &Source{tokenSum: sha256.Sum256([]byte(cfg.WebhookToken)), pipelineDeployments: cfg.PipelineDeployments, kinds: kinds()}, nil
 }
 
 // Name is the source's name.
@@ -88,3 +93,21 @@ func (s *Source) Identify(h http.Header, _ []byte) (string, string, error) {
 	}
 	return typ, id, nil
 }
+
+// kinds are the X-Gitlab-Event values go-gitlab knows: the ones parsed and
+// those answered as ignored.
+func kinds() webhook.Kinds {
+	k := webhook.NewKinds()
+	for _, t := range []gl.EventType{
+		gl.EventConfidentialIssue, gl.EventConfidentialNote, gl.EventTypeBuild, gl.EventTypeDeployment,
+		gl.EventTypeFeatureFlag, gl.EventTypeIssue, gl.EventTypeJob, gl.EventTypeMember, gl.EventTypeMergeRequest,
+		gl.EventTypeNote, gl.EventTypePipeline, gl.EventTypePush, gl.EventTypeRelease, gl.EventTypeResourceAccessToken,
+		gl.EventTypeServiceHook, gl.EventTypeSubGroup, gl.EventTypeSystemHook, gl.EventTypeTagPush, gl.EventTypeWikiPage,
+	} {
+		k[string(t)] = true
+	}
+	return k
+}
+
+// Kind is typ when it is one of GitLab's event types ("Push Hook", …).
+func (s *Source) Kind(typ string) string { return s.kinds.Of(typ) }

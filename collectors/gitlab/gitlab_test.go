@@ -400,3 +400,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Kind knows GitLab's event types, used or not, and nothing else.
+func TestKind(t *testing.T) {
+	s := newSource(t, false)
+	for _, tc := range []struct{ typ, kind string }{
+		{"Push Hook", "Push Hook"},
+		{"Deployment Hook", "Deployment Hook"},
+		{"Pipeline Hook", "Pipeline Hook"},
+		{"Note Hook", "Note Hook"},
+		{"push hook", ""},
+		{"Made Up Hook", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
+	}
+}

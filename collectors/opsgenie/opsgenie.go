@@ -35,6 +35,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // DefaultHeader carries the shared secret unless Config names another.
@@ -106,6 +108,7 @@ type Source struct {
 	header     string
 	tags       []string
 	priorities []string
+	kinds      webhook.Kinds
 }
 
 // New returns the Opsgenie source for a valid Config.
@@ -122,6 +125,7 @@ func New(cfg Config) (*Source, error) {
 		header:     header,
 		tags:       append([]string(nil), cfg.Tags...),
 		priorities: append([]string(nil), cfg.Priorities...),
+		kinds:      kinds(),
 	}, nil
 }
 
@@ -163,3 +167,15 @@ func (s *Source) Identify(_ http.Header, body []byte) (string, string, error) {
 	}
 	return p.Action, "", nil
 }
+
+// kinds are the alert actions Opsgenie's Webhook integration posts: the
+// ones parsed and those answered as ignored.
+func kinds() webhook.Kinds {
+	return webhook.NewKinds(actionCreate, actionClose, "Acknowledge", "UnAcknowledge", "Delete", "AddNote",
+		"AddRecipient", "AddTeam", "AddResponder", "AddTags", "RemoveTags", "AddDetails", "RemoveDetails",
+		"AssignOwnership", "TakeOwnership", "Snooze", "Escalate", "EscalateNext", "UpdatePriority",
+		"UpdateMessage", "UpdateDescription", "CustomAction")
+}
+
+// Kind is action when it is one of Opsgenie's alert actions.
+func (s *Source) Kind(action string) string { return s.kinds.Of(action) }

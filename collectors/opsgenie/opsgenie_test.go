@@ -271,3 +271,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Kind knows Opsgenie's alert actions, used or not, and nothing else.
+func TestKind(t *testing.T) {
+	s := source(t, Config{Secret: secret})
+	for _, tc := range []struct{ typ, kind string }{
+		{"Create", "Create"},
+		{"Close", "Close"},
+		{"AddNote", "AddNote"},
+		{"create", ""},
+		{"MadeUp", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
+	}
+}

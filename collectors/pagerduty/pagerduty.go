@@ -35,6 +35,8 @@ import (
 	"strings"
 
 	"github.com/PagerDuty/go-pagerduty/webhookv3"
+
+	"github.com/doraflow/doraflow/collectors/webhook"
 )
 
 // Header names PagerDuty sends.
@@ -62,6 +64,7 @@ func (c Config) Validate() error {
 // Source is the PagerDuty webhook source.
 type Source struct {
 	secret string
+	kinds  webhook.Kinds
 }
 
 // New returns the PagerDuty source for a valid Config.
@@ -69,7 +72,7 @@ func New(cfg Config) (*Source, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Source{secret: cfg.WebhookSecret}, nil
+	return &Source{secret: cfg.WebhookSecret, kinds: kinds()}, nil
 }
 
 // Name is the source's name.
@@ -128,3 +131,17 @@ func (s *Source) Identify(h http.Header, body []byte) (string, string, error) {
 	}
 	return p.Event.EventType, h.Get(DeliveryHeader), nil
 }
+
+// kinds are the Webhooks v3 event types PagerDuty documents: the ones
+// parsed and those answered as ignored.
+func kinds() webhook.Kinds {
+	return webhook.NewKinds(typeTriggered, typeResolved, typeReopened, typePing,
+		"incident.acknowledged", "incident.unacknowledged", "incident.annotated", "incident.delegated",
+		"incident.escalated", "incident.reassigned", "incident.priority_updated", "incident.responder.added",
+		"incident.responder.replied", "incident.status_update_published", "incident.conference_bridge.updated",
+		"incident.custom_field_values.updated", "incident.incident_type.changed", "incident.workflow.started",
+		"incident.workflow.completed", "service.created", "service.updated", "service.deleted")
+}
+
+// Kind is typ when it is one of PagerDuty's v3 event types.
+func (s *Source) Kind(typ string) string { return s.kinds.Of(typ) }

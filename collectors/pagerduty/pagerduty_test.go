@@ -256,3 +256,19 @@ func FuzzParse(f *testing.F) {
 		webhooktest.ValidEvents(t, typ, events, err)
 	})
 }
+
+// Kind knows PagerDuty's v3 event types, used or not, and nothing else.
+func TestKind(t *testing.T) {
+	s := source(t)
+	for _, tc := range []struct{ typ, kind string }{
+		{"incident.triggered", "incident.triggered"},
+		{"incident.acknowledged", "incident.acknowledged"},
+		{"pagey.ping", "pagey.ping"},
+		{"incident.made_up", ""},
+		{"Incident.Triggered", ""},
+	} {
+		if got := s.Kind(tc.typ); got != tc.kind {
+			t.Errorf("Kind(%q) = %q, want %q", tc.typ, got, tc.kind)
+		}
+	}
+}

@@ -15,7 +15,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,8 +30,11 @@ import (
 
 // Delivery is one authenticated webhook request.
 type Delivery struct {
-	Source     string
-	Event      string // the source's own name for the event type
+	Source string
+	Event  string // the source's own name for the event type, checked by CheckEventType
+	// Kind is Event's name in subjects and metric labels: one of the
+	// source's fixed set (see Source.Kind). Parsers do not use it.
+	Kind       string
 	ID         string // the source's delivery id, stable across its retries
 	Header     http.Header
 	Body       []byte
@@ -45,6 +51,13 @@ type Source interface {
 	// Identify names the event type and the delivery id. A source whose
 	// sender gives no delivery id may return "", and the body's hash is used.
 	Identify(h http.Header, body []byte) (eventType, deliveryID string, err error)
+	// Kind maps an event type, as Identify names it, to one of a fixed set
+	// of names, the source's vocabulary: the types it parses and those it
+	// knows but does not use. Only these names reach subjects and metric
+	// labels, since the event type comes from the sender (often from a
+	// header no signature covers). "" means the type is not known: the
+	// delivery is answered as ignored and published nowhere.
+	Kind(eventType string) string
 	// Parse turns a delivery into canonical events. It must be pure. An error
 	// wrapping ErrIgnored means the delivery is fine but carries nothing
 	// doraflow uses.
@@ -82,6 +95,87 @@ type Options struct {
 	MaxBodyBytes   int64
 	PublishTimeout time.Duration
 	Partitions     int
+	// Budget bounds the body bytes held by all the handlers that share it
+	// (one per process); nil bounds nothing.
+	Budget *Budget
+}
+
+// Metric label values for event types that are not one of a source's
+// kinds.
+const (
+	// LabelUnknown: the request was answered before its event type was
+	// read (wrong method, too large, not authenticated).
+	LabelUnknown = "unknown"
+	// LabelOther: an event type the source does not know, or not a valid
+	// one.
+	LabelOther = "other"
+)
+
+// MaxEventTypeBytes bounds an event type. The longest real ones are
+// versioned CDEvents types (dev.cdevents.testsuiterun.finished.0.2.0, 42
+// bytes).
+const MaxEventTypeBytes = 128
+
+// CheckEventType refuses an event type no source sends: empty, longer than
+// MaxEventTypeBytes, or with characters other than ASCII letters, digits,
+// space (GitLab's "Push Hook") and . _ - : /. What it lets through is kept
+// in the raw archive's headers, for replay.
+func CheckEventType(typ string) error {
+	if typ == "" {
+		return errors.New("event type is empty")
+	}
+	if len(typ) > MaxEventTypeBytes {
+		return fmt.Errorf("event type is %d bytes, longer than %d", len(typ), MaxEventTypeBytes)
+	}
+	for i := 0; i < len(typ); i++ {
+		if !eventTypeByte(typ[i]) {
+			return fmt.Errorf("event type %q has the character %q; only letters, digits, space and . _ - : / are allowed", typ, typ[i])
+		}
+	}
+	return nil
+}
+
+func eventTypeByte(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte(" ._-:/", c) >= 0
+}
+
+// validKind reports whether a source's kind can be a subject token (after
+// bus.Token) and a label: a short name of letters, digits, space, . _ -.
+func validKind(kind string) bool {
+	if kind == "" || len(kind) > 64 {
+		return false
+	}
+	for i := 0; i < len(kind); i++ {
+		if c := kind[i]; !eventTypeByte(c) || c == ':' || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+// Kinds is a fixed vocabulary of event types, for a Source.Kind that maps
+// each known type to itself.
+type Kinds map[string]bool
+
+// NewKinds is the vocabulary of names.
+func NewKinds(names ...string) Kinds {
+	k := make(Kinds, len(names))
+	for _, n := range names {
+		k[n] = true
+	}
+	return k
+}
+
+// Of is typ when it is one of k, else "".
+func (k Kinds) Of(typ string) string {
+	if k[typ] {
+		return typ
+	}
+	return ""
 }
 
 // Handler serves one source's webhooks.
@@ -109,9 +203,9 @@ type answer struct {
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	eventType := "unknown"
-	code, ans := h.serve(r, &eventType)
-	h.metrics.Requests.WithLabelValues(h.src.Name(), eventType, strconv.Itoa(code)).Inc()
+	label := LabelUnknown
+	code, ans := h.serve(r, &label)
+	h.metrics.Requests.WithLabelValues(h.src.Name(), label, strconv.Itoa(code)).Inc()
 	h.metrics.RequestDuration.WithLabelValues(h.src.Name()).Observe(time.Since(start).Seconds())
 	w.Header().Set("Content-Type", "application/json")
 	if code == http.StatusServiceUnavailable {
@@ -121,16 +215,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(ans)
 }
 
-func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
+// serve answers r. label becomes the event type's metrics label once the
+// type is known.
+func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, answer{Status: "error", Reason: "use POST"}
 	}
-	body, err := readBody(r, h.opts.MaxBodyBytes)
+	body, held, err := readBody(r, h.opts.MaxBodyBytes, h.opts.Budget)
+	defer h.opts.Budget.give(held)
 	if err != nil {
 		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
+		switch {
+		case errors.As(err, &tooBig):
 			return http.StatusRequestEntityTooLarge, answer{Status: "error",
 				Reason: fmt.Sprintf("body over the limit of %d bytes", h.opts.MaxBodyBytes)}
+		case errors.Is(err, errBusy):
+			h.metrics.Errors.WithLabelValues("collector", "busy").Inc()
+			return http.StatusServiceUnavailable, answer{Status: "error",
+				Reason: "too many request bytes in flight (collector.max_inflight_bytes), retry later"}
 		}
 		return http.StatusBadRequest, answer{Status: "error", Reason: "reading body: " + err.Error()}
 	}
@@ -143,7 +245,23 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 	if err != nil {
 		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
 	}
-	*eventType = typ
+	*label = LabelOther
+	if err := CheckEventType(typ); err != nil {
+		return http.StatusBadRequest, answer{Status: "error", Reason: h.src.Name() + ": " + err.Error()}
+	}
+	kind := h.src.Kind(typ)
+	if kind != "" && !validKind(kind) {
+		// A source's vocabulary is a fixed list: this is a bug in it.
+		h.logger.Error("source names an event kind that cannot be a subject token or label; treated as unknown", "kind", kind)
+		kind = ""
+	}
+	if kind == "" {
+		// Nothing is published: an unknown type must not reach a subject.
+		const reason = "event type not known"
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), LabelOther, reason).Inc()
+		return http.StatusOK, answer{Status: "ignored", Reason: reason}
+	}
+	*label = kind
 	if err := checkJSON(body); err != nil {
 		return http.StatusBadRequest, answer{Status: "error", Reason: err.Error()}
 	}
@@ -151,7 +269,7 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 		sum := sha256.Sum256(body)
 		id = hex.EncodeToString(sum[:16])
 	}
-	d := Delivery{Source: h.src.Name(), Event: typ, ID: id, Header: r.Header, Body: body, ReceivedAt: h.now().UTC()}
+	d := Delivery{Source: h.src.Name(), Event: typ, Kind: kind, ID: id, Header: r.Header, Body: body, ReceivedAt: h.now().UTC()}
 	events, parseErr := h.src.Parse(d)
 	ignored := errors.Is(parseErr, ErrIgnored)
 	if parseErr != nil && !ignored {
@@ -174,7 +292,7 @@ func (h *Handler) serve(r *http.Request, eventType *string) (int, answer) {
 		return http.StatusServiceUnavailable, answer{Status: "error", Reason: "event bus unavailable, retry later"}
 	}
 	if ignored {
-		h.metrics.Ignored.WithLabelValues(h.src.Name(), typ, ignoreReason(parseErr)).Inc()
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), kind, ignoreReason(parseErr)).Inc()
 		return http.StatusOK, answer{Status: "ignored", Reason: parseErr.Error()}
 	}
 	for _, e := range events {
@@ -191,11 +309,87 @@ func ignoreReason(err error) string {
 	return "ignored"
 }
 
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &http.MaxBytesError{Limit: limit}
+// Budget bounds the request body bytes that all handlers sharing it hold
+// at once. A signature can be checked only once the body is read, so
+// without it any sender, authenticated or not, could make the collector
+// hold as many 25 MB bodies as it opens connections.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a Budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// take reserves n bytes, or reports that they would go over the limit.
+func (b *Budget) take(n int64) bool {
+	if b == nil {
+		return true
 	}
-	return io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+// give returns n bytes taken before.
+func (b *Budget) give(n int64) {
+	if b != nil && n != 0 {
+		b.used.Add(-n)
+	}
+}
+
+// errBusy: reading the body would go over the process's budget.
+var errBusy = errors.New("request bytes in flight over the budget")
+
+// readBodyStep is how a body of unknown length (chunked) grows at first.
+const readBodyStep = 64 << 10
+
+// readBody reads the body, within limit, into a buffer whose bytes it takes
+// from budget before reading into it: a declared Content-Length at once
+// (nothing is read if it does not fit), a body of unknown length as its
+// buffer grows. held is what to give back once the body is no longer used,
+// also after an error.
+func readBody(r *http.Request, limit int64, budget *Budget) (body []byte, held int64, err error) {
+	if r.ContentLength > limit {
+		return nil, 0, &http.MaxBytesError{Limit: limit}
+	}
+	rd := http.MaxBytesReader(nil, r.Body, limit)
+	if r.ContentLength >= 0 {
+		if !budget.take(r.ContentLength) {
+			return nil, 0, errBusy
+		}
+		body = make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(rd, body); err != nil {
+			return nil, r.ContentLength, err
+		}
+		return body, r.ContentLength, nil
+	}
+	for {
+		if len(body) == cap(body) {
+			// Doubling, up to the limit and one byte more: what
+			// MaxBytesReader needs to tell that the limit is passed.
+			grow := max(min(int64(max(cap(body), readBodyStep)), limit+1-int64(len(body))), 1)
+			if !budget.take(grow) {
+				return nil, held, errBusy
+			}
+			held += grow
+			body = slices.Grow(body, int(grow))
+		}
+		n, err := rd.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if errors.Is(err, io.EOF) {
+			return body, held, nil
+		}
+		if err != nil {
+			return nil, held, err
+		}
+	}
 }
 
 // checkJSON reports where a body stops being JSON.
@@ -210,11 +404,12 @@ func checkJSON(body []byte) error {
 	return errors.New("malformed JSON body")
 }
 
-// Messages are what a delivery puts on the bus: its raw body for the archive,
+// Messages are what a delivery puts on the bus: its raw body for the archive
+// (on its kind's subject; the event type itself is a header, for replay),
 // then each canonical event. Ids make every message idempotent.
 func Messages(d Delivery, events []event.Event, partitions int) ([]*nats.Msg, error) {
 	received := d.ReceivedAt.Format(time.RFC3339Nano)
-	raw := nats.NewMsg(bus.RawSubject(d.Source, d.Event))
+	raw := nats.NewMsg(bus.RawSubject(d.Source, d.Kind))
 	raw.Data = d.Body
 	raw.Header.Set(nats.MsgIdHdr, d.Source+":"+d.ID)
 	raw.Header.Set(bus.HeaderSource, d.Source)

@@ -73,7 +73,7 @@ func Run(ctx context.Context, js jetstream.JetStream, store Store, routes []serv
 	if err != nil {
 		return res, fmt.Errorf("replay: %w", err)
 	}
-	derived, err := derive(ctx, raw, rawInfo.State, routes, &res, progress)
+	derived, err := derive(ctx, js, raw, rawInfo.State, routes, &res, progress)
 	if err != nil {
 		return res, err
 	}
@@ -217,7 +217,7 @@ func ensureNoProcessor(ctx context.Context, js jetstream.JetStream, partitions i
 }
 
 // derive parses every archived delivery again.
-func derive(ctx context.Context, raw jetstream.Stream, state jetstream.StreamState, routes []serve.Route,
+func derive(ctx context.Context, js jetstream.JetStream, raw jetstream.Stream, state jetstream.StreamState, routes []serve.Route,
 	res *Result, progress io.Writer) ([]event.Event, error) {
 	if state.Msgs == 0 {
 		return nil, nil
@@ -246,7 +246,11 @@ func derive(ctx context.Context, raw jetstream.Stream, state jetstream.StreamSta
 			n++
 			res.Deliveries++
 			_ = bar.Add(1)
-			events, reason := parse(m, routes)
+			body, err := bus.Data(ctx, js, m)
+			if err != nil {
+				return nil, fmt.Errorf("replay: read archive: %w", err)
+			}
+			events, reason := parse(m, body, routes)
 			if reason != "" {
 				res.Skipped[reason]++
 				continue
@@ -271,8 +275,9 @@ func derive(ctx context.Context, raw jetstream.Stream, state jetstream.StreamSta
 	return out, nil
 }
 
-// parse re-parses one archived delivery; reason says why it gave nothing.
-func parse(m jetstream.Msg, routes []serve.Route) ([]event.Event, string) {
+// parse re-parses one archived delivery, whose body is body; reason says
+// why it gave nothing.
+func parse(m jetstream.Msg, body []byte, routes []serve.Route) ([]event.Event, string) {
 	h := m.Headers()
 	source, typ := h.Get(bus.HeaderSource), h.Get(bus.HeaderEvent)
 	var src webhook.Source
@@ -287,7 +292,7 @@ func parse(m jetstream.Msg, routes []serve.Route) ([]event.Event, string) {
 	}
 	received, _ := time.Parse(time.RFC3339Nano, h.Get(bus.HeaderReceivedAt))
 	d := webhook.Delivery{Source: source, Event: typ, ID: h.Get(bus.HeaderDelivery), Header: http.Header(h),
-		Body: m.Data(), ReceivedAt: received}
+		Body: body, ReceivedAt: received}
 	events, err := src.Parse(d)
 	if errors.Is(err, webhook.ErrIgnored) {
 		return nil, "ignored by the parser"

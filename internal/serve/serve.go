@@ -64,9 +64,9 @@ type Server struct {
 // Start brings up the parts of role and returns once they serve. Stop ends
 // them.
 func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) (*Server, error) {
-	// One slot per part that can fail (HTTP, processor, layout watch), so
-	// that none blocks on reporting.
-	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 3)}
+	// One slot per part that can fail (HTTP, processor, layout watch, bus
+	// connection), so that none blocks on reporting.
+	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 4)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -74,13 +74,15 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}()
 	var err error
-	s.Bus, err = bus.Open(ctx, bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, Logger: logger})
+	s.Bus, err = bus.Open(ctx, BusOptions(cfg, logger))
 	if err != nil {
 		return nil, err
 	}
 	// Background work outlives Start's ctx, until Stop.
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
+	s.wg.Add(1)
+	go s.watchBus(bg)
 	// Watched before it is checked, so that no change slips in between.
 	if err := s.watchLayout(bg); err != nil {
 		return nil, err
@@ -100,7 +102,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
 	if role != RoleProcessor {
@@ -207,6 +209,40 @@ func (s *Server) watchLayout(ctx context.Context) error {
 	return nil
 }
 
+// watchBus reports a bus connection closed for good as a fatal error: the
+// collectors would answer 503 and the processor stand still until the
+// process is restarted, so it had better exit (and be restarted).
+func (s *Server) watchBus(ctx context.Context) {
+	defer s.wg.Done()
+	select {
+	case <-s.Bus.Lost():
+		s.errc <- s.Bus.LostErr()
+	case <-ctx.Done():
+	}
+}
+
+// healthz says whether the process can do its work at all: not once its
+// bus connection is closed for good.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.Bus.LostErr(); err != nil {
+		http.Error(w, err.Error()+"; the process must be restarted", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// headerRoom is what a raw delivery's message takes beside its body: the
+// HTTP headers kept with it (at most webhook.NewServer's 64 KB) and
+// doraflow's own.
+const headerRoom = 1 << 20
+
+// BusOptions are the bus options of cfg: the embedded server takes a raw
+// delivery of the largest body allowed (an external server's own limit is
+// read at connect; larger messages go by reference, see bus.PublishAll).
+func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
+	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom, Logger: logger}
+}
+
 func natsDesc(url string) string {
 	if url == "" {
 		return "embedded"
@@ -221,6 +257,8 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 		MaxBodyBytes:   s.cfg.Collector.MaxBodyBytes,
 		PublishTimeout: s.cfg.Collector.PublishTimeout,
 		Partitions:     s.cfg.Processor.Partitions,
+		// One budget for every source: it bounds the process.
+		Budget: webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
 	}
 	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
 		return bus.PublishAll(ctx, s.Bus.JS, msgs)

@@ -4,12 +4,15 @@
 package bus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -31,6 +34,12 @@ const (
 	// StateBucket is the object store holding processor state snapshots,
 	// one object per consumer.
 	StateBucket = "doraflow_state"
+
+	// PayloadBucket is the object store holding the data of messages too
+	// large for the connection's max_payload (a 25 MB push on a server that
+	// takes 1 MB); the message on the stream then references it (see
+	// PublishAll and Data).
+	PayloadBucket = "doraflow_payloads"
 
 	// DuplicateWindow is how long JetStream drops a re-published Nats-Msg-Id.
 	// Webhook senders retry within hours; beyond the window the processor's
@@ -61,42 +70,74 @@ type Options struct {
 	Port int
 	// Replicas of each stream; 1 for a single node, 3 on a cluster.
 	Replicas int
-	Logger   *slog.Logger
+	// MaxPayload is the largest message the embedded server takes; 0
+	// keeps NATS's default (1 MB). It is capped at maxEmbeddedPayload:
+	// larger messages go by reference (see PublishAll), as they do on an
+	// external server whose limit is lower.
+	MaxPayload int64
+	Logger     *slog.Logger
 }
+
+// maxEmbeddedPayload is NATS's default max_pending, which max_payload may
+// not exceed.
+const maxEmbeddedPayload = 64 << 20
 
 // Bus is a connection to JetStream and, when embedded, the server behind it.
 type Bus struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	server *server.Server
+
+	// closing is set by Close, so that its own closing of the connection
+	// is not taken for a lost one.
+	closing  atomic.Bool
+	lost     chan struct{}
+	lostOnce sync.Once
+	lostErr  error // written before lost is closed
 }
 
 // Open connects to the bus, starting the embedded server if needed, and makes
 // sure doraflow's streams exist.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	b := &Bus{}
+	b := &Bus{lost: make(chan struct{})}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	// NATS does not reconnect after some protocol errors (a control line
+	// over its limit, an unknown -ERR): the connection is then closed for
+	// good, and only a new process gets a new one. Lost says so.
+	conOpts := []nats.Option{
+		nats.Name("doraflow"),
+		nats.ClosedHandler(func(c *nats.Conn) {
+			if b.closing.Load() {
+				return
+			}
+			b.lostOnce.Do(func() {
+				b.lostErr = fmt.Errorf("bus: connection closed for good: %w", cmp.Or(c.LastError(), errors.New("closed by the server")))
+				logger.Error("bus connection lost", "err", b.lostErr)
+				close(b.lost)
+			})
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Warn("bus error", "err", err)
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
+	}
 	var err error
 	if opts.URL == "" {
 		b.server, err = startEmbedded(opts)
 		if err != nil {
 			return nil, err
 		}
-		conOpts := []nats.Option{nats.InProcessServer(b.server), nats.Name("doraflow")}
-		b.Conn, err = nats.Connect(b.server.ClientURL(), conOpts...)
+		b.Conn, err = nats.Connect(b.server.ClientURL(), append(conOpts, nats.InProcessServer(b.server))...)
 	} else {
-		logger := opts.Logger
-		if logger == nil {
-			logger = slog.Default()
-		}
-		b.Conn, err = nats.Connect(opts.URL,
-			nats.Name("doraflow"),
-			nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true),
-			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-				logger.Warn("bus disconnected", "err", err)
-			}),
-			nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
-		)
+		b.Conn, err = nats.Connect(opts.URL, append(conOpts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
 	}
 	if err != nil {
 		b.Close()
@@ -121,6 +162,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		StoreDir:   filepath.Join(opts.DataDir, "jetstream"),
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if opts.MaxPayload > 0 {
+		sopts.MaxPayload = int32(min(opts.MaxPayload, maxEmbeddedPayload))
 	}
 	switch opts.Port {
 	case 0:
@@ -180,6 +224,14 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 	}); err != nil {
 		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
 	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      PayloadBucket,
+		Description: "data of messages too large for the connection's max_payload, named by their SHA-256",
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+	}); err != nil {
+		return fmt.Errorf("bus: object store %s: %w", PayloadBucket, err)
+	}
 	return ensureProcessorStreams(ctx, js, replicas)
 }
 
@@ -203,9 +255,25 @@ func (b *Bus) Ready(ctx context.Context) error {
 	return nil
 }
 
+// Lost is closed when the connection is closed for good by anything but
+// Close; LostErr then says why. A process should stop (and be restarted by
+// its supervisor) rather than answer 503 forever.
+func (b *Bus) Lost() <-chan struct{} { return b.lost }
+
+// LostErr is why the connection was lost, once Lost is closed; else nil.
+func (b *Bus) LostErr() error {
+	select {
+	case <-b.lost:
+		return b.lostErr
+	default:
+		return nil
+	}
+}
+
 // Close drains the connection and stops the embedded server. Safe on a
 // partly opened Bus.
 func (b *Bus) Close() {
+	b.closing.Store(true)
 	if b.Conn != nil {
 		_ = b.Conn.Drain()
 		b.Conn.Close()
@@ -218,10 +286,16 @@ func (b *Bus) Close() {
 
 // PublishAll publishes every message and returns once JetStream has
 // acknowledged all of them, or the first error. Messages should carry a
-// Nats-Msg-Id so that a retry after a partial failure is deduplicated.
+// Nats-Msg-Id so that a retry after a partial failure is deduplicated. A
+// message too large for the connection is stored in PayloadBucket first
+// and published as a reference to it (see Data).
 func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	for _, m := range msgs {
+		m, err := fit(ctx, js, m)
+		if err != nil {
+			return err
+		}
 		f, err := js.PublishMsgAsync(m)
 		if err != nil {
 			return fmt.Errorf("bus: publish %s: %w", m.Subject, err)
@@ -238,6 +312,20 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) e
 		}
 	}
 	return nil
+}
+
+// Publish publishes one message as PublishAll does and returns JetStream's
+// acknowledgement.
+func Publish(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (*jetstream.PubAck, error) {
+	m, err := fit(ctx, js, m)
+	if err != nil {
+		return nil, err
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("bus: publish %s: %w", m.Subject, err)
+	}
+	return ack, nil
 }
 
 // Token makes s safe as one subject token.
@@ -260,7 +348,9 @@ func EventSubject(partition int, typ string) string {
 	return fmt.Sprintf("doraflow.events.%d.%s", partition, Token(typ))
 }
 
-// RawSubject is the archive subject of a delivery: doraflow.raw.<source>.<event>.
-func RawSubject(source, event string) string {
-	return "doraflow.raw." + Token(source) + "." + Token(event)
+// RawSubject is the archive subject of a delivery:
+// doraflow.raw.<source>.<kind>, the kind one of the source's fixed names for
+// its event types (never the event type as sent: see collectors/webhook).
+func RawSubject(source, kind string) string {
+	return "doraflow.raw." + Token(source) + "." + Token(kind)
 }

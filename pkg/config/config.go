@@ -108,8 +108,14 @@ type Environments struct {
 
 // CollectorLimits bounds what one webhook request may cost.
 type CollectorLimits struct {
-	MaxBodyBytes   int64         `yaml:"max_body_bytes"`
-	PublishTimeout time.Duration `yaml:"publish_timeout"`
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInflightBytes bounds the request body bytes a process holds at
+	// once, over all requests: a body beyond it is answered 503 with
+	// Retry-After without being read. Bodies are read before their
+	// signature can be checked, so this is what bounds the memory any
+	// sender can make the collector use.
+	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
+	PublishTimeout   time.Duration `yaml:"publish_timeout"`
 }
 
 // Processor tunes the stream processor.
@@ -152,8 +158,9 @@ func Default() Config {
 		IncidentLookback: 72 * time.Hour,
 		Collector: CollectorLimits{
 			// GitHub caps webhook payloads at 25 MB.
-			MaxBodyBytes:   25 << 20,
-			PublishTimeout: 10 * time.Second,
+			MaxBodyBytes:     25 << 20,
+			MaxInflightBytes: 256 << 20,
+			PublishTimeout:   10 * time.Second,
 		},
 		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second,
 			Retention: Retention{Keep: 400 * 24 * time.Hour, Margin: 30 * 24 * time.Hour}},
@@ -210,6 +217,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 			*dst = v
 		}
 	}
+	if v := getenv("DORAFLOW_MAX_INFLIGHT_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("config: DORAFLOW_MAX_INFLIGHT_BYTES=%q: want a whole number of bytes", v)
+		}
+		c.Collector.MaxInflightBytes = n
+	}
 	if v := getenv("DORAFLOW_PARTITIONS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -240,6 +254,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Collector.MaxBodyBytes <= 0 {
 		errs = append(errs, fmt.Errorf("collector.max_body_bytes: %d; must be positive", c.Collector.MaxBodyBytes))
+	}
+	if c.Collector.MaxInflightBytes < c.Collector.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("collector.max_inflight_bytes: %d is less than collector.max_body_bytes (%d), so a body of the largest size allowed could never be read; raise it (default %d, 256 MiB)",
+			c.Collector.MaxInflightBytes, c.Collector.MaxBodyBytes, Default().Collector.MaxInflightBytes))
 	}
 	if c.Collector.PublishTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("collector.publish_timeout: %s; must be positive", c.Collector.PublishTimeout))

@@ -43,6 +43,12 @@ processor:
 			env:  map[string]string{"DORAFLOW_LISTEN": ":2", "DORAFLOW_CLICKHOUSE_DSN": "http://x"},
 			errs: []string{`clickhouse_dsn "http://x": want clickhouse://host:port/database`}},
 		{name: "bad partitions variable", env: map[string]string{"DORAFLOW_PARTITIONS": "many"}, errs: []string{"DORAFLOW_PARTITIONS"}},
+		{name: "in-flight budget below the body limit", yaml: "collector:\n  max_body_bytes: 1000\n  max_inflight_bytes: 999\n",
+			errs: []string{"collector.max_inflight_bytes: 999 is less than collector.max_body_bytes (1000)"}},
+		{name: "in-flight budget from the environment", yaml: "collector:\n  max_body_bytes: 1000\n",
+			env: map[string]string{"DORAFLOW_MAX_INFLIGHT_BYTES": "0"}, errs: []string{"collector.max_inflight_bytes: 0"}},
+		{name: "bad in-flight budget variable", env: map[string]string{"DORAFLOW_MAX_INFLIGHT_BYTES": "1GB"}, errs: []string{"DORAFLOW_MAX_INFLIGHT_BYTES"}},
+		{name: "in-flight budget equal to the body limit", yaml: "collector:\n  max_body_bytes: 1000\n  max_inflight_bytes: 1000\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

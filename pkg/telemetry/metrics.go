@@ -12,6 +12,8 @@ type Metrics struct {
 	Registry *prometheus.Registry
 
 	// Collectors.
+	// The event label is one of the source's fixed event kinds, "other"
+	// or "unknown" (see collectors/webhook): never a value a sender chose.
 	Requests        *prometheus.CounterVec // source, event, code
 	Ignored         *prometheus.CounterVec // source, event, reason
 	Published       *prometheus.CounterVec // source, type
@@ -36,11 +38,11 @@ func New() *Metrics {
 		Registry: reg,
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_webhook_requests_total",
-			Help: "Webhook requests answered, by source, event type and HTTP status code.",
+			Help: "Webhook requests answered, by source, event kind (other: not known to the source; unknown: answered before the type was read) and HTTP status code.",
 		}, []string{"source", "event", "code"}),
 		Ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_webhook_ignored_total",
-			Help: "Webhook deliveries answered 2xx but not used (unknown event type, not relevant), by reason.",
+			Help: "Webhook deliveries answered 2xx but not used (event type not known, or not relevant), by source, event kind and reason.",
 		}, []string{"source", "event", "reason"}),
 		Published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_events_published_total",
