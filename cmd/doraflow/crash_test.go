@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/doraflow/doraflow/collectors/generic"
 	"github.com/doraflow/doraflow/collectors/github"
 	"github.com/doraflow/doraflow/collectors/webhook"
 	"github.com/doraflow/doraflow/internal/demo"
@@ -162,9 +163,14 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 		len(hooks), kills, whileSending, len(want.Deployments)+len(want.Changes)+len(want.Incidents))
 }
 
-// cleanRun is what the pure correlation makes of the same webhooks.
-func cleanRun(t *testing.T, cfg config.Config, hooks []demo.Webhook) correlate.Facts {
+// cleanRun is what the pure correlation makes of the same webhooks (and
+// generic-API incident reports).
+func cleanRun(t *testing.T, cfg config.Config, hooks []demo.Webhook, incidents ...string) correlate.Facts {
 	src, err := github.New(github.Config{WebhookSecret: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := generic.NewIncidents(generic.Config{APIToken: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +178,15 @@ func cleanRun(t *testing.T, cfg config.Config, hooks []demo.Webhook) correlate.F
 		TeamOfService: cfg.TeamOfService, Lookback: cfg.IncidentLookback})
 	for _, h := range hooks {
 		events, _ := src.Parse(webhook.Delivery{Event: h.Event, ID: h.Delivery, Body: h.Body})
+		for _, e := range events {
+			state.Apply(e)
+		}
+	}
+	for _, body := range incidents {
+		events, err := api.Parse(webhook.Delivery{Event: "incident", Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, e := range events {
 			state.Apply(e)
 		}

@@ -26,39 +26,35 @@ type layoutPlan struct {
 }
 
 func planLayout(ctx context.Context, js jetstream.JetStream, partitions int, repartition bool) (*layoutPlan, error) {
-	if !repartition {
-		if err := serve.CheckPartitions(ctx, js, partitions); err != nil {
-			return nil, err
-		}
-		return &layoutPlan{span: partitions, to: partitions}, nil
-	}
 	l, rev, _, err := serve.EnsureLayout(ctx, js, partitions)
 	if err != nil {
 		return nil, err
 	}
+	// A plain replay keeps the count; it may finish one that stopped.
+	if !repartition && (l.Partitions != partitions || (l.Repartitioning != 0 && l.Repartitioning != partitions)) {
+		return nil, serve.CheckPartitions(ctx, js, partitions)
+	}
 	return &layoutPlan{
 		span:   max(partitions, l.Partitions, l.Repartitioning),
-		moving: l != bus.Layout{Partitions: partitions},
+		moving: l.Partitions != partitions || l.Repartitioning != 0 && l.Repartitioning != partitions,
 		from:   l, to: partitions, rev: rev,
 	}, nil
 }
 
+// begin marks the bus as being replayed (into the new count, when that
+// changes) before the replay touches the event stream: until it finishes,
+// nothing but a replay starts — a replay stopped half-way leaves an event
+// stream that holds neither the old derivation nor the new one whole.
 func (p *layoutPlan) begin(ctx context.Context, js jetstream.JetStream) error {
-	if !p.moving {
-		return nil
-	}
 	rev, err := bus.UpdateLayout(ctx, js, bus.Layout{Partitions: p.from.Partitions, Repartitioning: p.to}, p.rev)
 	if err != nil {
-		return fmt.Errorf("replay: mark the bus as re-partitioning (is another replay running?): %w", err)
+		return fmt.Errorf("replay: mark the bus as being replayed (is another replay running?): %w", err)
 	}
 	p.rev = rev
 	return nil
 }
 
 func (p *layoutPlan) finish(ctx context.Context, js jetstream.JetStream) error {
-	if !p.moving {
-		return nil
-	}
 	if _, err := bus.UpdateLayout(ctx, js, bus.Layout{Partitions: p.to}, p.rev); err != nil {
 		return fmt.Errorf("replay: record %d partitions: %w", p.to, err)
 	}

@@ -26,6 +26,11 @@ type PartitionsError struct {
 }
 
 func (e *PartitionsError) Error() string {
+	if e.Repartitioning != 0 && e.Repartitioning == e.Recorded {
+		return fmt.Sprintf("bus layout: a replay is re-deriving the event stream, or one that did stopped "+
+			"half-way: the stream does not hold every event. Let the replay finish; if it stopped, stop every "+
+			"doraflow process and run `doraflow replay` again (with DORAFLOW_PARTITIONS=%d)", e.Recorded)
+	}
 	if e.Repartitioning != 0 {
 		return fmt.Sprintf("bus layout: a replay is re-partitioning the bus from %d to %d partitions, or one that did "+
 			"stopped half-way: the event stream holds neither layout whole. Let the replay finish, then start "+
@@ -52,11 +57,16 @@ func (e *PartitionsError) Error() string {
 // that has none yet. Every process that publishes events (their subject
 // carries the partition) or processes them calls it before doing so.
 func CheckPartitions(ctx context.Context, js jetstream.JetStream, configured int) error {
+	return checkLayout(ctx, js, configured, RoleAll)
+}
+
+// checkLayout is CheckPartitions for a process of role (see fits).
+func checkLayout(ctx context.Context, js jetstream.JetStream, configured int, role Role) error {
 	l, _, inferred, err := EnsureLayout(ctx, js, configured)
 	if err != nil {
 		return err
 	}
-	if l.Partitions != configured || l.Repartitioning != 0 {
+	if !fits(l, configured, role) {
 		return &PartitionsError{Recorded: l.Partitions, Configured: configured, Inferred: inferred, Repartitioning: l.Repartitioning}
 	}
 	return nil

@@ -89,7 +89,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	}
 	// Before anything is published, processed or written: under another
 	// partition count than the bus's, both would rewrite history.
-	if err := CheckPartitions(ctx, s.Bus.JS, cfg.Processor.Partitions); err != nil {
+	if err := checkLayout(ctx, s.Bus.JS, cfg.Processor.Partitions, role); err != nil {
 		return nil, err
 	}
 	if role != RoleCollector {
@@ -199,7 +199,7 @@ func (s *Server) watchLayout(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		for l := range layouts {
-			if l.Partitions != configured || l.Repartitioning != 0 {
+			if !fits(l, configured, s.role) {
 				s.errc <- fmt.Errorf("serve: the bus was re-laid out under this process: %w",
 					&PartitionsError{Recorded: l.Partitions, Configured: configured, Repartitioning: l.Repartitioning})
 				return
@@ -207,6 +207,16 @@ func (s *Server) watchLayout(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// fits reports whether a process of role may run on a bus laid out as l: a
+// collector may go on publishing while a replay keeps the count (what it
+// publishes after the replay's start is kept), nothing else may.
+func fits(l bus.Layout, configured int, role Role) bool {
+	if l.Partitions != configured {
+		return false
+	}
+	return l.Repartitioning == 0 || (role == RoleCollector && l.Repartitioning == configured)
 }
 
 // watchBus reports a bus connection closed for good as a fatal error: the
