@@ -82,6 +82,10 @@ type Processor struct {
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
 	snapshotAt  time.Time
+	coldDropped int32 // the month before which cold snapshot parts were deleted
+	// runID and linkSeq name the links this run publishes.
+	runID   string
+	linkSeq uint64
 	// stale: a flush handed out rows that were never written (the write was
 	// cut short by a stop): the state is ahead of the store, so it must
 	// not be snapshotted nor go on; the worker starts again from its
@@ -113,11 +117,15 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 	if opts.SnapshotInterval <= 0 {
 		opts.SnapshotInterval = 30 * time.Second
 	}
-	p := &Processor{js: js, store: store, opts: opts, metrics: metrics, mapped: map[string]bool{}, ready: make(chan struct{})}
+	p := &Processor{js: js, store: store, opts: opts, metrics: metrics, mapped: map[string]bool{}, ready: make(chan struct{}),
+		runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
 	if opts.Partition == opts.Partitions {
-		p.stage = &attributionStage{attribution: correlate.NewAttribution(opts.Correlate), partitions: opts.Partitions}
+		p.stage = &attributionStage{attribution: correlate.NewAttribution(opts.Correlate)}
 	} else {
-		p.repos = &repoStage{partition: opts.Partition, partitions: opts.Partitions, repos: correlate.NewRepos(opts.Correlate)}
+		cfg := opts.Correlate
+		partition, partitions := opts.Partition, opts.Partitions
+		cfg.OwnsRepo = func(repo string) bool { return event.Partition("repo:"+repo, partitions) == partition }
+		p.repos = &repoStage{partition: opts.Partition, repos: correlate.NewRepos(cfg)}
 		p.stage = p.repos
 	}
 	p.logger = logger.With("component", "processor", "worker", p.stage.name())
@@ -196,7 +204,7 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err := p.write(ctx, facts); err != nil {
 		return stats, err
 	}
-	linkIDs(p.stage.name()+"-rebuild", p.pos, links)
+	p.linkIDs(links)
 	if err := p.publish(ctx, links); err != nil {
 		return stats, err
 	}
@@ -344,7 +352,7 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		err = p.write(ctx, facts)
 	}
 	if err == nil {
-		linkIDs(p.stage.name(), pos, out)
+		p.linkIDs(out)
 		err = p.publish(ctx, out)
 	}
 	stopBeat()

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,35 @@ type snapshotHead struct {
 func repoObject(worker, repo string) string {
 	sum := sha256.Sum256([]byte(repo))
 	return worker + "/r/" + hex.EncodeToString(sum[:12])
+}
+
+func coldObject(worker string, month int32) string { return fmt.Sprintf("%s/cold/%d", worker, month) }
+
+// dropCold deletes the cold parts of months retention keeps nothing of.
+func (p *Processor) dropCold(ctx context.Context, obs jetstream.ObjectStore, before int32) error {
+	if before == 0 || before == p.coldDropped {
+		return nil
+	}
+	infos, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("processor: list snapshot: %w", err)
+	}
+	prefix := p.stage.name() + "/cold/"
+	for _, info := range infos {
+		month, err := strconv.Atoi(strings.TrimPrefix(info.Name, prefix))
+		if !strings.HasPrefix(info.Name, prefix) || err != nil || int32(month) >= before {
+			continue
+		}
+		if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return fmt.Errorf("processor: delete snapshot %s: %w", info.Name, err)
+		}
+	}
+	p.coldDropped = before
+	p.coldDropped = before
+	return nil
 }
 
 func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, error) {
@@ -73,6 +103,19 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 				return fmt.Errorf("processor: save %s: %w", repo, err)
 			}
 			saved += len(data)
+		}
+		for _, month := range s.repos.ColdChanged() {
+			data, err := s.repos.EncodeCold(month)
+			if err != nil {
+				return err
+			}
+			if _, err := obs.PutBytes(ctx, coldObject(s.name(), month), data); err != nil {
+				return fmt.Errorf("processor: save month %d: %w", month, err)
+			}
+			saved += len(data)
+		}
+		if err := p.dropCold(ctx, obs, s.repos.ColdBefore()); err != nil {
+			return err
 		}
 		if head.State, err = s.repos.EncodeMeta(); err != nil {
 			return err
@@ -132,19 +175,25 @@ func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
 		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
 			return position{}, false, fmt.Errorf("processor: list snapshot: %w", err)
 		}
-		prefix := s.name() + "/r/"
-		for _, info := range infos {
-			if !strings.HasPrefix(info.Name, prefix) {
-				continue
-			}
-			data, err := obs.GetBytes(ctx, info.Name)
-			if err != nil {
-				return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", info.Name, err)
-			}
-			if err := s.repos.DecodeRepo(data); err != nil {
-				return position{}, false, err
+		// Hot parts first: a repository's cold months add to it.
+		for _, part := range []struct {
+			prefix string
+			decode func([]byte) error
+		}{{s.name() + "/r/", s.repos.DecodeRepo}, {s.name() + "/cold/", s.repos.DecodeCold}} {
+			for _, info := range infos {
+				if !strings.HasPrefix(info.Name, part.prefix) {
+					continue
+				}
+				data, err := obs.GetBytes(ctx, info.Name)
+				if err != nil {
+					return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", info.Name, err)
+				}
+				if err := part.decode(data); err != nil {
+					return position{}, false, err
+				}
 			}
 		}
+		s.repos.Restored()
 		s.repos.Saved() // what was just read is saved
 	case *attributionStage:
 		a, err := correlate.DecodeAttribution(p.opts.Correlate, head.State)

@@ -1,8 +1,6 @@
 package processor
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -37,7 +35,7 @@ const (
 	headerLink     = "Doraflow-Link"
 	linkDeployment = "deployment"
 	linkShip       = "ship"
-	linkOutcome    = "outcome"
+	linkBlame      = "blame"
 )
 
 func linkMsg(subject, kind string, v any) (*nats.Msg, error) {
@@ -53,9 +51,9 @@ func linkMsg(subject, kind string, v any) (*nats.Msg, error) {
 
 // repoStage is a partition's repository stage.
 type repoStage struct {
-	partition, partitions int
-	repos                 *correlate.Repos
-	gaps                  []correlate.Gap // found by the last flush
+	partition int
+	repos     *correlate.Repos
+	gaps      []correlate.Gap // found by the last flush
 }
 
 func (s *repoStage) name() string { return PartitionWorker(s.partition) }
@@ -80,19 +78,19 @@ func (s *repoStage) eventSubjects() []string {
 	}
 }
 
-func (s *repoStage) linkSubjects() []string { return []string{bus.LinkOutcomes(s.partition)} }
+func (s *repoStage) linkSubjects() []string { return []string{bus.LinkBlames} }
 
 func (s *repoStage) apply(e event.Event) { s.repos.Apply(e) }
 
 func (s *repoStage) applyLink(m *nats.Msg) error {
-	if kind := m.Header.Get(headerLink); kind != linkOutcome {
+	if kind := m.Header.Get(headerLink); kind != linkBlame {
 		return fmt.Errorf("processor: %s link on %s", kind, m.Subject)
 	}
-	var o correlate.Outcome
-	if err := json.Unmarshal(m.Data, &o); err != nil {
-		return fmt.Errorf("processor: decode outcome: %w", err)
+	var b correlate.BlamedIncident
+	if err := json.Unmarshal(m.Data, &b); err != nil {
+		return fmt.Errorf("processor: decode blame: %w", err)
 	}
-	s.repos.ApplyOutcome(o)
+	s.repos.ApplyBlame(b)
 	return nil
 }
 
@@ -124,7 +122,6 @@ func (s *repoStage) flush() (correlate.Facts, []*nats.Msg, error) {
 // attributionStage is the one stage that attributes every incident.
 type attributionStage struct {
 	attribution *correlate.Attribution
-	partitions  int
 }
 
 func (s *attributionStage) name() string { return "attribution" }
@@ -162,10 +159,10 @@ func (s *attributionStage) remember(stored correlate.Facts) {
 }
 
 func (s *attributionStage) flush() (correlate.Facts, []*nats.Msg, error) {
-	rows, outcomes := s.attribution.Flush()
+	rows, blames := s.attribution.Flush()
 	var msgs []*nats.Msg
-	for _, o := range outcomes {
-		m, err := linkMsg(bus.LinkOutcomes(event.Partition("repo:"+o.Repo, s.partitions)), linkOutcome, o)
+	for _, b := range blames {
+		m, err := linkMsg(bus.LinkBlames, linkBlame, b)
 		if err != nil {
 			return correlate.Facts{}, nil, err
 		}
@@ -174,12 +171,12 @@ func (s *attributionStage) flush() (correlate.Facts, []*nats.Msg, error) {
 	return correlate.Facts{Incidents: rows}, msgs, nil
 }
 
-// linkIDs gives a batch's link messages ids that a retry of the same batch
-// repeats (so JetStream drops the copies), naming the worker and the
-// stream positions the batch ends at.
-func linkIDs(worker string, pos position, msgs []*nats.Msg) {
-	for i, m := range msgs {
-		sum := sha256.Sum256(m.Data)
-		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s:%d:%d:%d:%s", worker, pos.Events, pos.Links, i, hex.EncodeToString(sum[:8])))
+// linkIDs gives link messages ids unique to this run of the worker: a
+// retry of the same publish repeats them (JetStream drops the copies), and
+// no later record, even one equal to an earlier, is taken for a copy.
+func (p *Processor) linkIDs(msgs []*nats.Msg) {
+	for _, m := range msgs {
+		p.linkSeq++
+		m.Header.Set(nats.MsgIdHdr, fmt.Sprintf("%s:%s:%d", p.stage.name(), p.runID, p.linkSeq))
 	}
 }

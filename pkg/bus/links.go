@@ -12,21 +12,18 @@ import (
 const (
 	// LinkStream carries the records between the correlation's stages:
 	// production deployments and shipped commits from the repository stages
-	// to attribution (doraflow.links.deployments), and the incidents blamed
-	// on each partition's repositories back (doraflow.links.outcomes.<p>).
+	// to attribution (doraflow.links.deployments), and each incident's blame
+	// back to every repository stage (doraflow.links.blames).
 	LinkStream      = "DORAFLOW_LINKS"
 	LinkSubjects    = "doraflow.links.>"
 	LinkDeployments = "doraflow.links.deployments"
+	LinkBlames      = "doraflow.links.blames"
 
 	// CheckpointBucket holds, per processor worker, the stream positions
 	// up to which its facts are written: a restart folds exactly that far
 	// before it consumes again.
 	CheckpointBucket = "doraflow_checkpoints"
 )
-
-// LinkOutcomes is the subject of the outcomes for a partition's
-// repositories.
-func LinkOutcomes(partition int) string { return fmt.Sprintf("doraflow.links.outcomes.%d", partition) }
 
 // ensureProcessorStreams creates or updates the link stream and the
 // checkpoint bucket.

@@ -10,8 +10,8 @@ import (
 
 // Attribution is the incident stage of the correlation: it folds every
 // incident and every production deployment (as the repository stages hand
-// them on), blames each incident on a deployment, and hands each repository
-// the incidents blamed on its deployments. There is one for all incidents,
+// them on), blames each incident on a deployment, and hands on each
+// incident's blame as it changes. There is one for all incidents,
 // so attribution is a function of the events alone. A change of a
 // deployment re-attributes only the incidents it can affect: those naming
 // it, and those opened within the look-back after it.
@@ -32,12 +32,11 @@ type Attribution struct {
 
 	dirty  map[string]bool
 	attrib map[string]IncidentFact // as last handed out
-	// After a restart (Remember): stored rows to retract, and repositories
-	// whose outcome must be handed out again.
-	strays      []Row[IncidentFact]
-	outcomesDue map[string]bool
-	blamed      map[string]map[string]BlamedIncident // repo → incident → blamed
-	changed     bool                                 // since the last Changed
+	// After a restart (Remember): stored rows to retract, and incidents
+	// whose blame must be handed out again.
+	strays  []Row[IncidentFact]
+	reblame map[string]bool
+	changed bool // since the last Saved
 	// frozenBefore: incidents opened before this are kept as stored.
 	frozenBefore time.Time
 }
@@ -65,8 +64,7 @@ func NewAttribution(cfg Config) *Attribution {
 		deps: map[DeploymentKey]*prodDep{}, byDay: map[int64][]*prodDep{}, byID: map[string][]*prodDep{},
 		ships: map[string]map[string]string{}, openedOn: map[int64]map[string]bool{},
 		namingSHA: map[string]map[string]bool{}, namingDeploy: map[string]map[string]bool{},
-		dirty: map[string]bool{}, attrib: map[string]IncidentFact{}, blamed: map[string]map[string]BlamedIncident{},
-		outcomesDue: map[string]bool{}}
+		dirty: map[string]bool{}, attrib: map[string]IncidentFact{}, reblame: map[string]bool{}}
 }
 
 func addTo[K comparable](m map[K]map[string]bool, k K, id string) {
@@ -185,11 +183,11 @@ func (a *Attribution) ApplyShip(s Ship) {
 }
 
 // Flush attributes the incidents the folds since the last flush can have
-// changed, and returns the incident rows to write and the outcomes of the
-// repositories whose blamed incidents changed.
-func (a *Attribution) Flush() ([]Row[IncidentFact], []Outcome) {
+// changed, and returns the incident rows to write and the blames that
+// changed.
+func (a *Attribution) Flush() ([]Row[IncidentFact], []BlamedIncident) {
 	var rows []Row[IncidentFact]
-	repos := map[string]bool{}
+	var blames []BlamedIncident
 	for _, id := range sortedKeys(a.dirty) {
 		f, ok := a.attribute(id)
 		old, had := a.attrib[id]
@@ -205,55 +203,34 @@ func (a *Attribution) Flush() ([]Row[IncidentFact], []Outcome) {
 		case hasCur:
 			rows = append(rows, Row[IncidentFact]{Fact: f, Live: true})
 		}
-		if had && old.DeploymentRepo != "" {
-			if b, ok := a.blamed[old.DeploymentRepo][id]; ok && (f.DeploymentRepo != old.DeploymentRepo || !b.equal(blamedOf(f))) {
-				delete(a.blamed[old.DeploymentRepo], id)
-				repos[old.DeploymentRepo] = true
-			}
+		before, now := BlamedIncident{ID: id}, BlamedIncident{ID: id}
+		if had {
+			before = blamedOf(old)
 		}
 		if ok {
+			now = blamedOf(f)
 			a.attrib[id] = f
-			if f.DeploymentRepo != "" {
-				b := blamedOf(f)
-				if cur, exists := a.blamed[f.DeploymentRepo][id]; !exists || !cur.equal(b) {
-					if a.blamed[f.DeploymentRepo] == nil {
-						a.blamed[f.DeploymentRepo] = map[string]BlamedIncident{}
-					}
-					a.blamed[f.DeploymentRepo][id] = b
-					repos[f.DeploymentRepo] = true
-				}
-			}
 		} else {
 			delete(a.attrib, id)
 		}
+		if !before.equal(now) || a.reblame[id] {
+			blames = append(blames, now)
+		}
 	}
 	clear(a.dirty)
+	clear(a.reblame)
 	rows = append(rows, unshadowed(a.strays, rows, func(f IncidentFact) string { return f.ID + "@" + f.OpenedAt.String() })...)
 	a.strays = nil
-	for repo := range a.outcomesDue {
-		repos[repo] = true
-	}
-	clear(a.outcomesDue)
-	var outcomes []Outcome
-	for _, repo := range sortedKeys(repos) {
-		outcomes = append(outcomes, a.outcome(repo))
-	}
-	return rows, outcomes
+	return rows, blames
 }
 
-func (a *Attribution) outcome(repo string) Outcome {
-	o := Outcome{Repo: repo, Incidents: []BlamedIncident{}}
-	for _, id := range sortedKeys(a.blamed[repo]) {
-		o.Incidents = append(o.Incidents, a.blamed[repo][id])
-	}
-	if len(a.blamed[repo]) == 0 {
-		delete(a.blamed, repo)
-	}
-	return o
-}
-
+// blamedOf is an incident's blame; blamed on nothing, only its id.
 func blamedOf(f IncidentFact) BlamedIncident {
-	return BlamedIncident{ID: f.ID, DeploymentID: f.DeploymentID, OpenedAt: f.OpenedAt, ResolvedAt: f.ResolvedAt}
+	if f.DeploymentRepo == "" {
+		return BlamedIncident{ID: f.ID}
+	}
+	return BlamedIncident{ID: f.ID, DeploymentRepo: f.DeploymentRepo, DeploymentID: f.DeploymentID,
+		OpenedAt: f.OpenedAt, ResolvedAt: f.ResolvedAt}
 }
 
 func (a *Attribution) frozen(t time.Time) bool { return t.Before(a.frozenBefore) }
@@ -394,9 +371,6 @@ func (a *Attribution) Compact(now time.Time) {
 				continue
 			}
 			delete(a.incidents, id)
-			if f, ok := a.attrib[id]; ok && f.DeploymentRepo != "" {
-				delete(a.blamed[f.DeploymentRepo], id)
-			}
 			delete(a.attrib, id)
 			delete(a.dirty, id)
 		}
@@ -428,16 +402,13 @@ func IncidentKey(f IncidentFact) string {
 
 // Remember makes what the stage last handed out of the given incidents
 // what the store holds of them (stored: their live rows), as Repos.Remember
-// does after a restart; the repositories blamed either way are handed their
-// outcome again.
+// does after a restart; their blames are handed out again, wherever they
+// were blamed before.
 func (a *Attribution) Remember(stored []Row[IncidentFact], ids []string) {
 	for _, id := range ids {
-		if old, ok := a.attrib[id]; ok && old.DeploymentRepo != "" {
-			delete(a.blamed[old.DeploymentRepo], id)
-			a.outcomesDue[old.DeploymentRepo] = true
-		}
 		delete(a.attrib, id)
 		a.dirty[id] = true
+		a.reblame[id] = true
 	}
 	for _, row := range stored {
 		f := row.Fact
@@ -449,13 +420,6 @@ func (a *Attribution) Remember(stored []Row[IncidentFact], ids []string) {
 			continue
 		}
 		a.attrib[f.ID] = f
-		if f.DeploymentRepo != "" {
-			if a.blamed[f.DeploymentRepo] == nil {
-				a.blamed[f.DeploymentRepo] = map[string]BlamedIncident{}
-			}
-			a.blamed[f.DeploymentRepo][f.ID] = blamedOf(f)
-			a.outcomesDue[f.DeploymentRepo] = true
-		}
 	}
 	a.changed = true
 }

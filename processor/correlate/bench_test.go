@@ -88,3 +88,42 @@ func BenchmarkFlush(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSnapshot encodes the hot part of every repository of a state
+// that has folded 100 k / 1 M events (what a snapshot writes when every
+// repository changed, as in a full-speed replay) and the cold part of the
+// month history is settling into, and reports the bytes.
+func BenchmarkSnapshot(b *testing.B) {
+	for _, retained := range []int{100_000, 1_000_000} {
+		var h *benchHistory
+		b.Run(fmt.Sprintf("history=%d", retained), func(b *testing.B) {
+			if h == nil {
+				h = &benchHistory{org: orgsim.New(orgsim.Large(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))), state: New(benchConfig())}
+				for h.folded < retained {
+					h.fold(h.batch())
+				}
+			}
+			names := sortedKeys(h.state.Repos.repos)
+			b.ResetTimer()
+			size := 0
+			for range b.N {
+				size = 0
+				for _, name := range names {
+					data, _, err := h.state.Repos.EncodeRepo(name)
+					if err != nil {
+						b.Fatal(err)
+					}
+					size += len(data)
+				}
+				if months := h.state.Repos.coldMonths(); len(months) > 0 {
+					data, err := h.state.Repos.EncodeCold(months[len(months)-1])
+					if err != nil {
+						b.Fatal(err)
+					}
+					size += len(data)
+				}
+			}
+			b.ReportMetric(float64(size)/1e6, "MB")
+		})
+	}
+}

@@ -2,7 +2,6 @@ package correlate
 
 import (
 	"cmp"
-	"slices"
 	"strings"
 	"time"
 )
@@ -15,13 +14,15 @@ import (
 //     deployments (ProductionDeployment) and which deployment first shipped
 //     each commit an incident names (Ship);
 //   - the attribution stage (Attribution, one for all incidents) blames
-//     incidents on production deployments and hands each repository the
-//     incidents blamed on its deployments (Outcome), from which the
-//     repository stage completes its deployment facts (failed, recovery,
-//     rework).
+//     incidents on production deployments and hands every repository stage
+//     each incident's blame as it changes (BlamedIncident), from which the
+//     stage that holds the blamed repository completes its deployment facts
+//     (failed, recovery, rework). A record per incident, to every stage,
+//     so that moving an incident from one repository to another needs no
+//     memory of where it was.
 //
 // Production deployments depend only on the repository's own events, never
-// on outcomes, so the two stages always settle, on facts that are a function
+// on blames, so the two stages always settle, on facts that are a function
 // of the events alone.
 
 // ProductionDeployment is a production deployment as attribution needs it.
@@ -45,32 +46,25 @@ type Ship struct {
 	DeploymentID string `json:"deployment_id,omitempty"`
 }
 
-// Outcome lists every incident blamed on a deployment of Repo, in id order.
-type Outcome struct {
-	Repo      string           `json:"repo"`
-	Incidents []BlamedIncident `json:"incidents"`
-}
-
-// BlamedIncident is an incident as the blamed repository needs it.
+// BlamedIncident is an incident's blame as the blamed repository needs it;
+// an empty DeploymentRepo says it is blamed on no deployment (any more).
 type BlamedIncident struct {
-	ID           string     `json:"id"`
-	DeploymentID string     `json:"deployment_id"`
-	OpenedAt     time.Time  `json:"opened_at"`
-	ResolvedAt   *time.Time `json:"resolved_at,omitempty"`
+	ID             string     `json:"id"`
+	DeploymentRepo string     `json:"deployment_repo,omitempty"`
+	DeploymentID   string     `json:"deployment_id,omitempty"`
+	OpenedAt       time.Time  `json:"opened_at"`
+	ResolvedAt     *time.Time `json:"resolved_at,omitempty"`
 }
 
 func (b BlamedIncident) equal(o BlamedIncident) bool {
-	return b.ID == o.ID && b.DeploymentID == o.DeploymentID && b.OpenedAt.Equal(o.OpenedAt) && sameTimePtr(b.ResolvedAt, o.ResolvedAt)
+	return b.ID == o.ID && b.DeploymentRepo == o.DeploymentRepo && b.DeploymentID == o.DeploymentID &&
+		b.OpenedAt.Equal(o.OpenedAt) && sameTimePtr(b.ResolvedAt, o.ResolvedAt)
 }
 
 // openAt reports whether the incident was open at t: opened at or before it
 // and not resolved by then.
 func (b BlamedIncident) openAt(t time.Time) bool {
 	return !b.OpenedAt.After(t) && (b.ResolvedAt == nil || b.ResolvedAt.After(t))
-}
-
-func sortBlamed(list []BlamedIncident) {
-	slices.SortFunc(list, func(a, b BlamedIncident) int { return strings.Compare(a.ID, b.ID) })
 }
 
 func sameTimePtr(a, b *time.Time) bool {

@@ -55,7 +55,9 @@ func TestPartitionedStagesAgreeWithOne(t *testing.T) {
 
 		repos := make([]*Repos, partitions)
 		for p := range repos {
-			repos[p] = NewRepos(testConfig())
+			cfg := testConfig()
+			cfg.OwnsRepo = func(repo string) bool { return event.Partition("repo:"+repo, partitions) == p }
+			repos[p] = NewRepos(cfg)
 		}
 		attribution := NewAttribution(testConfig())
 		partitionOf := func(repo string) int { return event.Partition("repo:"+repo, partitions) }
@@ -78,10 +80,10 @@ func TestPartitionedStagesAgreeWithOne(t *testing.T) {
 					links = append(links, s)
 				}
 			case 1: // attribution flushes
-				rows, outcomes := attribution.Flush()
+				rows, blames := attribution.Flush()
 				write(Facts{Incidents: rows})
-				for _, o := range outcomes {
-					links = append(links, o)
+				for _, b := range blames {
+					links = append(links, b)
 				}
 			default: // some records arrive
 				n := rapid.IntRange(0, len(links)).Draw(t, "arrive")
@@ -91,8 +93,10 @@ func TestPartitionedStagesAgreeWithOne(t *testing.T) {
 						attribution.ApplyDeployment(l)
 					case Ship:
 						attribution.ApplyShip(l)
-					case Outcome:
-						repos[partitionOf(l.Repo)].ApplyOutcome(l)
+					case BlamedIncident: // to every stage
+						for _, r := range repos {
+							r.ApplyBlame(l)
+						}
 					}
 				}
 				links = links[n:]
@@ -133,17 +137,21 @@ func TestPartitionedStagesAgreeWithOne(t *testing.T) {
 					attribution.ApplyDeployment(l)
 				case Ship:
 					attribution.ApplyShip(l)
-				case Outcome:
-					repos[partitionOf(l.Repo)].ApplyOutcome(l)
+				case BlamedIncident:
+					for _, r := range repos {
+						r.ApplyBlame(l)
+					}
 				}
 			}
 			links = nil
-			rows, outcomes := attribution.Flush()
+			rows, blames := attribution.Flush()
 			write(Facts{Incidents: rows})
-			for _, o := range outcomes {
-				repos[partitionOf(o.Repo)].ApplyOutcome(o)
+			for _, b := range blames {
+				for _, r := range repos {
+					r.ApplyBlame(b)
+				}
 			}
-			if union.Len() == before && delivered == 0 && len(outcomes) == 0 {
+			if union.Len() == before && delivered == 0 && len(blames) == 0 {
 				break
 			}
 		}

@@ -251,6 +251,18 @@ func snapshotRoundTrip(t *rapid.T, cfg Config, s *State) *State {
 			t.Fatal(err)
 		}
 	}
+	// Every month holding cold history: in the store, parts saved before
+	// stay; here nothing stays.
+	for _, month := range s.Repos.coldMonths() {
+		data, err := s.Repos.EncodeCold(month)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := restored.Repos.DecodeCold(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored.Repos.Restored()
 	data, err := s.Attribution.Encode()
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +312,8 @@ func TestSnapshotRestore(t *testing.T) {
 
 // Settling — history older than the margin behind a repository's latest
 // event reduced to commit ids — changes no fact as long as events arrive
-// less than half the margin late, flushed at any points.
+// less than half the margin late, flushed at any points, restarted from
+// snapshots (whose settled history is saved apart) at any points.
 func TestSettlingKeepsFacts(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		events := multiRepoHistory(t)
@@ -328,15 +341,19 @@ func TestSettlingKeepsFacts(t *testing.T) {
 		stored := store{}
 		for _, i := range order {
 			settling.Apply(events[i])
-			if rapid.IntRange(0, 3).Draw(t, "flush") == 0 {
+			switch rapid.IntRange(0, 7).Draw(t, "flush") {
+			case 0, 1:
 				stored.write(settling.Flush())
+			case 2: // a restart from a snapshot, hot and cold parts
+				stored.write(settling.Flush())
+				settling = snapshotRoundTrip(t, cfg, settling)
 			}
 		}
 		stored.write(settling.Flush())
 		current := store{}
 		current.write(whole.Current())
 		if !reflect.DeepEqual(stored.live(), current.live()) {
-			t.Fatalf("settling changed the facts:\n%v\n%v", stored.live(), current.live())
+			t.Fatalf("settling changed the facts:\n%s", storeDiff(stored.live(), current.live()))
 		}
 	})
 }
@@ -491,4 +508,21 @@ func storeDiff(got, want map[storeKey]any) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "\n")
+}
+
+// coldMonths are the months any repository holds cold history of.
+func (s *Repos) coldMonths() []int32 {
+	set := map[int32]bool{}
+	for _, r := range s.repos {
+		for _, days := range [][]int32{keysOf(r.settledOn), keysOf(r.deployedOn), keysOf(r.days.Days)} {
+			for _, day := range days {
+				if r.coldDay(day) {
+					set[monthOf(day)] = true
+				}
+			}
+		}
+	}
+	out := keysOf(set)
+	slices.Sort(out)
+	return out
 }

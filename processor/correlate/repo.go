@@ -59,6 +59,8 @@ type repoState struct {
 	// and whether attribution must be handed every record again.
 	strays    Facts
 	republish bool
+	// While a snapshot is restored: missing shas by deployment id.
+	missingIDs map[string]string
 
 	// What the events since the last flush touched.
 	fromAt, fromID string
@@ -83,6 +85,10 @@ type commit struct {
 	gap     bool
 	shipper *deployState // the production deployment that first ships it
 	counted bool         // a change of its shipper (not a rewrite)
+	// While a snapshot is restored: the shipper's id, and whether the
+	// emitted fields were saved (else they are the shipper's).
+	shipperID string
+	handed    bool
 	// The change fact last handed out.
 	emitted                  bool
 	emittedID                string
@@ -116,6 +122,10 @@ type deployState struct {
 	emitted     DeploymentFact
 	emittedLive bool
 	published   *ProductionDeployment
+	// While a snapshot is restored: the rollback's id, and whether the
+	// emitted fact was saved (else it is the one the deployment gives).
+	rolledBackID string
+	handed       bool
 }
 
 type deployStatus struct {
@@ -553,44 +563,42 @@ func (r *repoState) markRolledBack(j int) {
 	}
 }
 
-// applyOutcome replaces the incidents blamed on the repository's
-// deployments, and touches the deployments whose facts they change: those
-// blamed, and those that finished while a changed incident was open
-// (rework).
-func (r *repoState) applyOutcome(list []BlamedIncident) {
-	list = slices.Clone(list)
-	sortBlamed(list)
-	old := r.blamed
-	r.blamed = list
-	touch := func(b BlamedIncident) {
-		if d := r.deploys[b.DeploymentID]; d != nil {
-			r.touchDep(d)
+// blame records (or replaces) an incident blamed on a deployment of the
+// repository, and unblame forgets one; both touch the deployments whose
+// facts that changes: the one blamed, and those that finished while the
+// incident was open (rework).
+func (r *repoState) blame(b BlamedIncident) {
+	i, found := slices.BinarySearchFunc(r.blamed, b.ID, func(x BlamedIncident, id string) int { return strings.Compare(x.ID, id) })
+	if found {
+		if r.blamed[i].equal(b) {
+			return
 		}
-		for i := r.prodIndex(b.OpenedAt, ""); i < len(r.prod); i++ {
-			d := r.prod[i]
-			if b.ResolvedAt != nil && !d.at.Before(*b.ResolvedAt) {
-				break
-			}
-			r.touchDep(d)
-		}
+		r.touchBlamed(r.blamed[i])
+		r.blamed[i] = b
+	} else {
+		r.blamed = slices.Insert(r.blamed, i, b)
 	}
-	i, j := 0, 0
-	for i < len(old) || j < len(list) {
-		switch {
-		case j == len(list) || (i < len(old) && old[i].ID < list[j].ID):
-			touch(old[i])
-			i++
-		case i == len(old) || list[j].ID < old[i].ID:
-			touch(list[j])
-			j++
-		default:
-			if !old[i].equal(list[j]) {
-				touch(old[i])
-				touch(list[j])
-			}
-			i++
-			j++
+	r.touchBlamed(b)
+}
+
+func (r *repoState) unblame(id string) {
+	i, found := slices.BinarySearchFunc(r.blamed, id, func(x BlamedIncident, id string) int { return strings.Compare(x.ID, id) })
+	if found {
+		r.touchBlamed(r.blamed[i])
+		r.blamed = slices.Delete(r.blamed, i, i+1)
+	}
+}
+
+func (r *repoState) touchBlamed(b BlamedIncident) {
+	if d := r.deploys[b.DeploymentID]; d != nil {
+		r.touchDep(d)
+	}
+	for i := r.prodIndex(b.OpenedAt, ""); i < len(r.prod); i++ {
+		d := r.prod[i]
+		if b.ResolvedAt != nil && !d.at.Before(*b.ResolvedAt) {
+			break
 		}
+		r.touchDep(d)
 	}
 }
 
@@ -690,7 +698,7 @@ func (r *repoState) settleOne(d *deployState) {
 			r.settle1(sha, day)
 		}
 	}
-	d.shipped, d.missed, d.settled = nil, nil, true
+	d.shipped, d.missed, d.settled, d.statuses = nil, nil, true, nil
 }
 
 func (r *repoState) settle1(sha string, day int32) {

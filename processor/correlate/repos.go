@@ -9,7 +9,7 @@ import (
 
 // Repos is the repository stage of the correlation for a set of
 // repositories (a partition): it folds their pushes, merges and deployments,
-// and the outcomes attribution hands it, into deployment and change facts.
+// and the blames attribution hands it, into deployment and change facts.
 // A flush costs what the events since the last one change.
 type Repos struct {
 	cfg       Config
@@ -24,6 +24,13 @@ type Repos struct {
 	// frozenBefore: facts older than this are kept as stored.
 	frozenBefore time.Time
 	approximate  int
+	// blamedOn: the repository each incident blamed on one of this stage's
+	// deployments is blamed on.
+	blamedOn map[string]string
+	// coldDirty: months whose cold part changed since the last Saved;
+	// coldBefore: months before it hold nothing (retention dropped it).
+	coldDirty  map[int32]bool
+	coldBefore int32
 }
 
 // Output is what a flush of the repository stage hands on: the fact rows to
@@ -43,7 +50,7 @@ func (o Output) Len() int { return o.Facts.Len() + len(o.Deployments) + len(o.Sh
 // NewRepos returns an empty repository stage.
 func NewRepos(cfg Config) *Repos {
 	return &Repos{cfg: cfg, retention: cfg.Retention, repos: map[string]*repoState{}, watch: map[string]bool{},
-		dirty: map[string]bool{}, changed: map[string]bool{}}
+		dirty: map[string]bool{}, changed: map[string]bool{}, coldDirty: map[int32]bool{}, blamedOn: map[string]string{}}
 }
 
 func (s *Repos) repo(name string) *repoState {
@@ -93,10 +100,26 @@ func (s *Repos) Apply(e event.Event) {
 	}
 }
 
-// ApplyOutcome replaces the incidents blamed on a repository's deployments.
-func (s *Repos) ApplyOutcome(o Outcome) {
-	s.repo(o.Repo).applyOutcome(o.Incidents)
-	s.touch(o.Repo)
+// ApplyBlame folds an incident's blame: it leaves the repository it was
+// blamed on, if this stage holds that one, and joins the one it is blamed on
+// now, if this stage holds that one (Config.OwnsRepo).
+func (s *Repos) ApplyBlame(b BlamedIncident) {
+	if old, ok := s.blamedOn[b.ID]; ok {
+		if old == b.DeploymentRepo {
+			s.repos[old].blame(b)
+			s.touch(old)
+			return
+		}
+		s.repos[old].unblame(b.ID)
+		delete(s.blamedOn, b.ID)
+		s.touch(old)
+	}
+	if b.DeploymentRepo == "" || (s.cfg.OwnsRepo != nil && !s.cfg.OwnsRepo(b.DeploymentRepo)) {
+		return
+	}
+	s.repo(b.DeploymentRepo).blame(b)
+	s.blamedOn[b.ID] = b.DeploymentRepo
+	s.touch(b.DeploymentRepo)
 }
 
 // Flush brings the facts of the repositories touched since the last flush
@@ -121,7 +144,9 @@ func (s *Repos) Flush() Output {
 			r.walked = false
 		}
 		if s.retention.Margin > 0 && !r.latest.IsZero() {
+			before := r.settledBefore
 			r.settle(r.latest.Add(-s.retention.Margin))
+			s.passed(r, before)
 		}
 	}
 	clear(s.dirty)
@@ -172,7 +197,11 @@ func (s *Repos) emit(r *repoState, out *Output) {
 	r.strays, r.republish = Facts{}, false
 	out.Facts.Deployments = append(out.Facts.Deployments, facts.Deployments...)
 	out.Facts.Changes = append(out.Facts.Changes, facts.Changes...)
-	out.Facts.Days = append(out.Facts.Days, r.days.Flush(r.name)...)
+	days := r.days.Flush(r.name)
+	for _, d := range days {
+		s.markCold(r, unixDay(d.Day))
+	}
+	out.Facts.Days = append(out.Facts.Days, days...)
 }
 
 // unshadowed are tombstones for the strays no live row among rows has the
@@ -212,6 +241,8 @@ func (s *Repos) emitDeployment(r *repoState, d *deployState, cur DeploymentFact,
 	if hadOld && hasCur && sameDeployment(old, cur) {
 		return
 	}
+	s.markCold(r, unixDay(old.FinishedAt))
+	s.markCold(r, unixDay(cur.FinishedAt))
 	// The rollups mirror the rows: the row last handed out is retracted or
 	// replaced, the new one counts.
 	if hadOld {
@@ -280,8 +311,42 @@ func (s *Repos) ship(r *repoState, out *Output, all bool) {
 // order: what a snapshot must save again.
 func (s *Repos) Changed() []string { return sortedKeys(s.changed) }
 
+// passed marks the months of the days the settled horizon passed since
+// before: what they hold moves from the hot part to the cold.
+func (s *Repos) passed(r *repoState, before time.Time) {
+	to := unixDay(r.settledBefore)
+	if !before.IsZero() {
+		for day := unixDay(before); day < to; day++ {
+			s.coldDirty[monthOf(day)] = true
+		}
+		return
+	}
+	for _, days := range [][]int32{keysOf(r.settledOn), keysOf(r.deployedOn), keysOf(r.days.Days)} {
+		for _, day := range days {
+			if day < to {
+				s.coldDirty[monthOf(day)] = true
+			}
+		}
+	}
+}
+
+func keysOf[V any](m map[int32]V) []int32 {
+	out := make([]int32, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// ColdBefore is the first month retention keeps anything of: cold parts
+// of earlier months can be deleted.
+func (s *Repos) ColdBefore() int32 { return s.coldBefore }
+
 // Saved says a snapshot holds every repository as it is now.
-func (s *Repos) Saved() { clear(s.changed) }
+func (s *Repos) Saved() {
+	clear(s.changed)
+	clear(s.coldDirty)
+}
 
 // Approximate is the number of production deployments whose changes may be
 // incomplete because the push chain had a gap.
@@ -356,6 +421,12 @@ func (s *Repos) Compact(now time.Time) {
 		r.days.Drop(frozen)
 		s.changed[r.name] = true
 	}
+	// The months between the two horizons lost some of their cold part:
+	// saved again; months before both hold nothing any more (ColdBefore).
+	for day := unixDay(drop); day <= unixDay(frozen); day++ {
+		s.coldDirty[monthOf(day)] = true
+	}
+	s.coldBefore = monthOf(unixDay(drop))
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -11,37 +11,69 @@ import (
 )
 
 // Snapshots save a stage's state between flushes, so a restart resumes
-// where it left off: the repository stage one repository at a time (only
-// those changed since the last snapshot need saving again), attribution
-// whole. They hold what the stage knows and what it last handed out.
+// where it left off. Attribution is saved whole. The repository stage is
+// saved in two parts, so that a snapshot costs what changed, not the
+// history held: per repository, the hot part — the commit graph, and the
+// deployments and rollups newer than the settled history — saved again
+// only when the repository changed; and per month, the cold part of every
+// repository — settled commit ids, settled deployments, rollups of settled
+// days — saved again only when something of that month changed (the
+// current month as history settles; an older one when a late incident
+// changes a settled deployment). Snapshots hold what the stage knows and
+// what it last handed out; a decoder restores every part, then calls
+// Restored.
 
 type repoSnapshot struct {
-	Name        string
-	Commits     []commitSnapshot
+	Name    string
+	Commits []commitSnapshot
+	Merges  []event.Merge
+	Deploys []deploySnapshot
+	Missing map[string]string // sha → deployment id
+	Hosts   []string
+	Blamed  []BlamedIncident
+	Latest  time.Time
+	Settled time.Time
+	Pruned  bool
+	Ships   map[string]string
+	Days    RepoDays
+	// Settled ids of days not yet cold (the day the horizon is in).
 	SettledDays []int32
 	SettledIDs  [][]uint64
-	Merges      []event.Merge
+}
+
+// coldChunk is one month of every repository's settled history.
+type coldChunk struct {
+	Month int32
+	Repos []coldRepo
+}
+
+type coldRepo struct {
+	Name        string
+	SettledDays []int32
+	SettledIDs  [][]uint64
 	Deploys     []deploySnapshot
-	Missing     map[string]string // sha → deployment id
-	Hosts       []string
-	Blamed      []BlamedIncident
-	Latest      time.Time
-	Settled     time.Time
-	Pruned      bool
-	Ships       map[string]string
 	Days        RepoDays
 }
 
+// commitSnapshot: times as Unix nanoseconds; the change fact last handed
+// out only when it is not the one the commit's shipper gives (a frozen
+// fact), as after every flush it is.
 type commitSnapshot struct {
 	SHA                      string
-	Time                     time.Time
+	Time                     int64
 	Parents                  []string
 	PushPrev                 string
-	Gap, Counted, Emitted    bool
-	Shipper, EmittedID       string
-	EmittedAt, EmittedCommit time.Time
+	Gap, Counted             bool
+	Shipper                  string
+	Handed                   bool // the emitted fields are set
+	Emitted                  bool
+	EmittedID                string
+	EmittedAt, EmittedCommit int64
 }
 
+// deploySnapshot: the fact last handed out only when it is not the one the
+// deployment gives now (a frozen fact); settled deployments keep no
+// statuses (they are never recomputed).
 type deploySnapshot struct {
 	ID, Service, SHA, Env, Status     string
 	Statuses                          []statusSnapshot
@@ -50,9 +82,9 @@ type deploySnapshot struct {
 	Changes                           int
 	Approximate, Rollback             bool
 	RolledBackBy                      string
-	Emitted                           DeploymentFact
 	EmittedLive                       bool
-	Published                         *ProductionDeployment
+	Handed                            bool
+	Emitted                           DeploymentFact
 }
 
 type statusSnapshot struct {
@@ -71,6 +103,41 @@ func encode(v any) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// monthOf names the month a Unix day falls in (yyyymm).
+func monthOf(day int32) int32 {
+	t := time.Unix(int64(day)*86400, 0).UTC()
+	return int32(t.Year()*100 + int(t.Month()))
+}
+
+// coldDay: a deployment, settled ids or a rollup day before the repository's
+// settled horizon belong to the cold part.
+func (r *repoState) coldDay(day int32) bool { return day < unixDay(r.settledBefore) }
+
+func (r *repoState) coldDeploy(d *deployState) bool {
+	return r.coldDay(unixDay(d.at)) && (d.settled || !d.production)
+}
+
+// markCold notes that the cold part of day's month changed.
+func (s *Repos) markCold(r *repoState, day int32) {
+	if r.coldDay(day) {
+		s.coldDirty[monthOf(day)] = true
+	}
 }
 
 // EncodeMeta saves what the repository stage holds besides its
@@ -92,42 +159,64 @@ func (s *Repos) DecodeMeta(data []byte) error {
 	return nil
 }
 
-// EncodeRepo saves one repository's state; false if the stage has none.
+func (s *Repos) saveDeploy(r *repoState, d *deployState) deploySnapshot {
+	ds := deploySnapshot{ID: d.id, Service: d.service, SHA: d.sha, Env: d.env, Status: d.status, Hint: d.hint,
+		Production: d.production, Walked: d.walked, Settled: d.settled, At: d.at, Changes: d.changes,
+		Approximate: d.approximate, Rollback: d.rollback, EmittedLive: d.emittedLive}
+	if d.emittedLive && !sameDeployment(d.emitted, r.fact(d)) {
+		ds.Handed, ds.Emitted = true, d.emitted
+	}
+	if !d.settled {
+		for _, st := range d.statuses {
+			ds.Statuses = append(ds.Statuses, statusSnapshot{Event: st.event, Status: st.status, At: st.at})
+		}
+	}
+	if d.rolledBackBy != nil {
+		ds.RolledBackBy = d.rolledBackBy.id
+	}
+	return ds
+}
+
+// EncodeRepo saves a repository's hot part; false if the stage has none.
 func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 	r := s.repos[name]
 	if r == nil {
 		return nil, false, nil
 	}
 	snap := repoSnapshot{Name: r.name, Missing: map[string]string{}, Hosts: sortedKeys(r.hosts), Blamed: r.blamed,
-		Latest: r.latest, Settled: r.settledBefore, Pruned: r.pruned, Ships: r.ships, Days: r.days}
-	for _, sha := range sortedKeys(r.commits) {
-		c := r.commits[sha]
-		cs := commitSnapshot{SHA: sha, Time: c.time, Parents: c.parents, PushPrev: c.pushPrev, Gap: c.gap,
-			Counted: c.counted, Emitted: c.emitted, EmittedID: c.emittedID, EmittedAt: c.emittedAt, EmittedCommit: c.emittedCommit}
+		Latest: r.latest, Settled: r.settledBefore, Pruned: r.pruned, Ships: r.ships,
+		Days: RepoDays{Days: map[int32]*dayTally{}}}
+	snap.Commits = make([]commitSnapshot, 0, len(r.commits))
+	for sha, c := range r.commits {
+		cs := commitSnapshot{SHA: sha, Time: nanos(c.time), Parents: c.parents, PushPrev: c.pushPrev, Gap: c.gap, Counted: c.counted}
 		if c.shipper != nil {
 			cs.Shipper = c.shipper.id
 		}
+		derived := c.shipper != nil && c.counted
+		if c.emitted != derived || (derived && (c.emittedID != c.shipper.id || !c.emittedAt.Equal(c.shipper.at) || !c.emittedCommit.Equal(c.time))) {
+			cs.Handed, cs.Emitted, cs.EmittedID = true, c.emitted, c.emittedID
+			cs.EmittedAt, cs.EmittedCommit = nanos(c.emittedAt), nanos(c.emittedCommit)
+		}
 		snap.Commits = append(snap.Commits, cs)
-	}
-	for day, hashes := range r.settledOn {
-		snap.SettledDays = append(snap.SettledDays, day)
-		snap.SettledIDs = append(snap.SettledIDs, hashes)
 	}
 	for _, m := range sortedKeys(r.merges) {
 		snap.Merges = append(snap.Merges, r.merges[m])
 	}
 	for _, id := range sortedKeys(r.deploys) {
-		d := r.deploys[id]
-		ds := deploySnapshot{ID: d.id, Service: d.service, SHA: d.sha, Env: d.env, Status: d.status, Hint: d.hint,
-			Production: d.production, Walked: d.walked, Settled: d.settled, At: d.at, Changes: d.changes,
-			Approximate: d.approximate, Rollback: d.rollback, Emitted: d.emitted, EmittedLive: d.emittedLive, Published: d.published}
-		for _, st := range d.statuses {
-			ds.Statuses = append(ds.Statuses, statusSnapshot{Event: st.event, Status: st.status, At: st.at})
+		if d := r.deploys[id]; !r.coldDeploy(d) {
+			snap.Deploys = append(snap.Deploys, s.saveDeploy(r, d))
 		}
-		if d.rolledBackBy != nil {
-			ds.RolledBackBy = d.rolledBackBy.id
+	}
+	for day, t := range r.days.Days {
+		if !r.coldDay(day) {
+			snap.Days.Days[day] = t
 		}
-		snap.Deploys = append(snap.Deploys, ds)
+	}
+	for day, hashes := range r.settledOn {
+		if !r.coldDay(day) {
+			snap.SettledDays = append(snap.SettledDays, day)
+			snap.SettledIDs = append(snap.SettledIDs, hashes)
+		}
 	}
 	for sha, d := range r.missing {
 		snap.Missing[sha] = d.id
@@ -139,22 +228,84 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 	return data, true, nil
 }
 
-// DecodeRepo restores a repository EncodeRepo saved, replacing what the
-// stage holds of it.
+// ColdChanged are the months whose cold part changed since the last Saved.
+func (s *Repos) ColdChanged() []int32 {
+	out := make([]int32, 0, len(s.coldDirty))
+	for m := range s.coldDirty {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// EncodeCold saves a month's cold part of every repository.
+func (s *Repos) EncodeCold(month int32) ([]byte, error) {
+	chunk := coldChunk{Month: month}
+	for _, name := range sortedKeys(s.repos) {
+		r := s.repos[name]
+		cr := coldRepo{Name: name, Days: RepoDays{Days: map[int32]*dayTally{}}}
+		for day, hashes := range r.settledOn {
+			if monthOf(day) == month && r.coldDay(day) {
+				cr.SettledDays = append(cr.SettledDays, day)
+				cr.SettledIDs = append(cr.SettledIDs, hashes)
+			}
+		}
+		seen := map[string]bool{}
+		for day, ids := range r.deployedOn {
+			if monthOf(day) != month {
+				continue
+			}
+			for _, id := range ids {
+				if d := r.deploys[id]; d != nil && !seen[id] && unixDay(d.at) == day && r.coldDeploy(d) {
+					seen[id] = true
+					cr.Deploys = append(cr.Deploys, s.saveDeploy(r, d))
+				}
+			}
+		}
+		for day, t := range r.days.Days {
+			if monthOf(day) == month && r.coldDay(day) {
+				cr.Days.Days[day] = t
+			}
+		}
+		if len(cr.SettledDays)+len(cr.Deploys)+len(cr.Days.Days) > 0 {
+			chunk.Repos = append(chunk.Repos, cr)
+		}
+	}
+	data, err := encode(chunk)
+	if err != nil {
+		return nil, fmt.Errorf("correlate: encode month %d: %w", month, err)
+	}
+	return data, nil
+}
+
+func (s *Repos) restoreDeploy(r *repoState, ds deploySnapshot) {
+	d := &deployState{id: ds.ID, service: ds.Service, sha: ds.SHA, env: ds.Env, status: ds.Status, hint: ds.Hint,
+		production: ds.Production, walked: ds.Walked, settled: ds.Settled, at: ds.At, changes: ds.Changes,
+		approximate: ds.Approximate, rollback: ds.Rollback, emittedLive: ds.EmittedLive, rolledBackID: ds.RolledBackBy,
+		handed: ds.Handed, emitted: ds.Emitted}
+	for _, st := range ds.Statuses {
+		d.statuses = append(d.statuses, deployStatus{event: st.Event, status: st.Status, at: st.At})
+	}
+	r.deploys[d.id] = d
+	day := unixDay(d.at)
+	r.deployedOn[day] = append(r.deployedOn[day], d.id)
+}
+
+// DecodeRepo restores a repository's hot part, replacing what the stage
+// holds of it.
 func (s *Repos) DecodeRepo(data []byte) error {
 	var snap repoSnapshot
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&snap); err != nil {
 		return fmt.Errorf("correlate: decode repository: %w", err)
 	}
-	if old := s.repos[snap.Name]; old != nil {
-		for _, d := range old.deploys {
-			if d.emittedLive && s.countsApproximate(d.emitted) {
-				s.approximate--
-			}
-		}
-	}
 	r := newRepoState(snap.Name)
 	r.blamed, r.latest, r.settledBefore, r.pruned, r.days = snap.Blamed, snap.Latest, snap.Settled, snap.Pruned, snap.Days
+	for _, b := range r.blamed {
+		s.blamedOn[b.ID] = r.name
+	}
+	if r.days.Days == nil {
+		r.days.Days = map[int32]*dayTally{}
+	}
 	if snap.Ships != nil {
 		r.ships = snap.Ships
 	}
@@ -162,61 +313,112 @@ func (s *Repos) DecodeRepo(data []byte) error {
 		r.hosts[h] = true
 	}
 	for _, ds := range snap.Deploys {
-		d := &deployState{id: ds.ID, service: ds.Service, sha: ds.SHA, env: ds.Env, status: ds.Status, hint: ds.Hint,
-			production: ds.Production, walked: ds.Walked, settled: ds.Settled, at: ds.At, changes: ds.Changes,
-			approximate: ds.Approximate, rollback: ds.Rollback, emitted: ds.Emitted, emittedLive: ds.EmittedLive, published: ds.Published}
-		for _, st := range ds.Statuses {
-			d.statuses = append(d.statuses, deployStatus{event: st.Event, status: st.Status, at: st.At})
-		}
-		r.deploys[d.id] = d
-		day := unixDay(d.at)
-		r.deployedOn[day] = append(r.deployedOn[day], d.id)
-		if d.production {
-			r.prod = append(r.prod, d)
-		}
-		if d.emittedLive && s.countsApproximate(d.emitted) {
-			s.approximate++
-		}
+		s.restoreDeploy(r, ds)
 	}
-	for _, ds := range snap.Deploys {
-		if by := r.deploys[ds.RolledBackBy]; by != nil {
-			d := r.deploys[ds.ID]
-			d.rolledBackBy = by
-			by.undid = append(by.undid, d)
-		}
-	}
-	sortProd(r.prod)
 	for _, cs := range snap.Commits {
-		c := &commit{sha: cs.SHA, time: cs.Time, parents: cs.Parents, pushPrev: cs.PushPrev, gap: cs.Gap, counted: cs.Counted,
-			emitted: cs.Emitted, emittedID: cs.EmittedID, emittedAt: cs.EmittedAt, emittedCommit: cs.EmittedCommit}
-		if d := r.deploys[cs.Shipper]; cs.Shipper != "" && d != nil {
-			c.shipper = d
-			d.shipped = append(d.shipped, c)
+		c := &commit{sha: cs.SHA, time: fromNanos(cs.Time), parents: cs.Parents, pushPrev: cs.PushPrev, gap: cs.Gap,
+			counted: cs.Counted, shipperID: cs.Shipper}
+		if cs.Handed {
+			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = cs.Emitted, cs.EmittedID, fromNanos(cs.EmittedAt), fromNanos(cs.EmittedCommit)
+			c.handed = true
 		}
 		r.commits[c.sha] = c
-		if c.shipper == nil {
-			day := unixDay(c.time)
-			r.pendingOn[day] = append(r.pendingOn[day], c.sha)
-		}
-	}
-	for i, day := range snap.SettledDays {
-		r.settledOn[day] = snap.SettledIDs[i]
-		for _, h := range snap.SettledIDs[i] {
-			r.settled[h] = struct{}{}
-		}
 	}
 	for _, m := range snap.Merges {
 		r.merges[m.MergeSHA] = m
-		r.byHead[m.HeadSHA] = append(r.byHead[m.HeadSHA], m.MergeSHA)
 	}
-	for sha, id := range snap.Missing {
-		if d := r.deploys[id]; d != nil {
-			r.missing[sha] = d
-			d.missed = append(d.missed, sha)
-		}
+	for i, day := range snap.SettledDays {
+		r.settledOn[day] = snap.SettledIDs[i]
 	}
+	r.missingIDs = snap.Missing
 	s.repos[r.name] = r
 	return nil
+}
+
+// DecodeCold restores a month's cold part.
+func (s *Repos) DecodeCold(data []byte) error {
+	var chunk coldChunk
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&chunk); err != nil {
+		return fmt.Errorf("correlate: decode month: %w", err)
+	}
+	for _, cr := range chunk.Repos {
+		r := s.repo(cr.Name)
+		for i, day := range cr.SettledDays {
+			r.settledOn[day] = cr.SettledIDs[i]
+		}
+		for _, ds := range cr.Deploys {
+			s.restoreDeploy(r, ds)
+		}
+		for day, t := range cr.Days.Days {
+			r.days.Days[day] = t
+		}
+	}
+	return nil
+}
+
+// Restored links what the decoded parts refer to by id, once all are in.
+func (s *Repos) Restored() {
+	s.approximate = 0
+	for _, r := range s.repos {
+		for _, hashes := range r.settledOn {
+			for _, h := range hashes {
+				r.settled[h] = struct{}{}
+			}
+		}
+		r.prod = r.prod[:0]
+		for _, d := range r.deploys {
+			if d.production {
+				r.prod = append(r.prod, d)
+			}
+		}
+		sortProd(r.prod)
+		for _, d := range r.deploys {
+			if by := r.deploys[d.rolledBackID]; d.rolledBackID != "" && by != nil {
+				d.rolledBackBy = by
+				by.undid = append(by.undid, d)
+			}
+			d.rolledBackID = ""
+		}
+		for sha, id := range r.missingIDs {
+			if d := r.deploys[id]; d != nil {
+				r.missing[sha] = d
+				d.missed = append(d.missed, sha)
+			}
+		}
+		r.missingIDs = nil
+		for _, c := range r.commits {
+			if d := r.deploys[c.shipperID]; c.shipperID != "" && d != nil {
+				c.shipper = d
+				d.shipped = append(d.shipped, c)
+			}
+			c.shipperID = ""
+			if !c.handed {
+				if c.emitted = c.shipper != nil && c.counted; c.emitted {
+					c.emittedID, c.emittedAt, c.emittedCommit = c.shipper.id, c.shipper.at, c.time.UTC()
+				}
+			}
+			c.handed = false
+			if c.shipper == nil {
+				day := unixDay(c.time)
+				r.pendingOn[day] = append(r.pendingOn[day], c.sha)
+			}
+		}
+		for m, merge := range r.merges {
+			r.byHead[merge.HeadSHA] = append(r.byHead[merge.HeadSHA], m)
+		}
+		for _, d := range r.deploys {
+			if !d.handed && d.emittedLive {
+				d.emitted = r.fact(d)
+			}
+			d.handed = false
+			if d.production {
+				d.published = &ProductionDeployment{Repo: r.name, ID: d.id, Service: d.emitted.Service, At: d.at}
+			}
+			if d.emittedLive && s.countsApproximate(d.emitted) {
+				s.approximate++
+			}
+		}
+	}
 }
 
 func sortProd(list []*deployState) {
@@ -295,12 +497,6 @@ func DecodeAttribution(cfg Config, data []byte) (*Attribution, error) {
 	}
 	for _, f := range snap.Attributed {
 		a.attrib[f.ID] = f
-		if f.DeploymentRepo != "" {
-			if a.blamed[f.DeploymentRepo] == nil {
-				a.blamed[f.DeploymentRepo] = map[string]BlamedIncident{}
-			}
-			a.blamed[f.DeploymentRepo][f.ID] = blamedOf(f)
-		}
 	}
 	clear(a.dirty)
 	a.changed = false

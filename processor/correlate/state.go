@@ -15,6 +15,9 @@ type Config struct {
 	Lookback time.Duration
 	// Retention bounds the state; zero keeps everything.
 	Retention Retention
+	// OwnsRepo says whether a repository stage holds the repository (its
+	// partition); nil: all.
+	OwnsRepo func(repo string) bool
 }
 
 // Retention bounds the state. Facts older than Keep are frozen: stored as
@@ -67,12 +70,12 @@ func (s *State) Flush() Facts {
 		for _, sh := range o.Ships {
 			s.Attribution.ApplyShip(sh)
 		}
-		rows, outcomes := s.Attribution.Flush()
+		rows, blames := s.Attribution.Flush()
 		out.Incidents = append(out.Incidents, rows...)
-		for _, oc := range outcomes {
-			s.Repos.ApplyOutcome(oc)
+		for _, b := range blames {
+			s.Repos.ApplyBlame(b)
 		}
-		if len(o.Deployments)+len(o.Ships)+len(outcomes) == 0 {
+		if len(o.Deployments)+len(o.Ships)+len(blames) == 0 {
 			return out
 		}
 	}
