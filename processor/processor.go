@@ -277,29 +277,13 @@ func (p *Processor) consumer(ctx context.Context, stream, name string, subjects 
 // (waiting at most FlushInterval), folds them, writes what changed,
 // publishes the links, checkpoints and acknowledges.
 func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer) error {
-	var got []jetstream.Msg
-	var newest time.Time
 	pos := p.pos
 	linkBatch, err := links.FetchNoWait(p.opts.BatchSize)
 	if err != nil {
 		return err
 	}
-	for m := range linkBatch.Messages() {
-		meta, ok := p.usable(ctx, m)
-		if !ok {
-			continue
-		}
-		data, ok := p.data(ctx, m, meta, bus.LinkStream)
-		if !ok {
-			continue
-		}
-		if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: data}); err != nil {
-			p.deadLetter(ctx, m, meta, bus.LinkStream, "undecodable", err.Error())
-			continue
-		}
-		got = append(got, m)
-		pos.Links = max(pos.Links, meta.Sequence.Stream)
-	}
+	got, last, _ := p.take(ctx, linkBatch, bus.LinkStream, p.foldLink)
+	pos.Links = max(pos.Links, last)
 	wait := p.opts.FlushInterval
 	if len(got) > 0 {
 		wait = time.Millisecond
@@ -308,30 +292,9 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	if err != nil {
 		return err
 	}
-	for m := range eventBatch.Messages() {
-		meta, ok := p.usable(ctx, m)
-		if !ok {
-			continue
-		}
-		data, ok := p.data(ctx, m, meta, bus.EventStream)
-		if !ok {
-			continue
-		}
-		e, err := decode(data)
-		if err != nil {
-			// Collectors validate before publishing, so this message comes
-			// from elsewhere and will never parse: set it aside.
-			p.deadLetter(ctx, m, meta, bus.EventStream, "undecodable", err.Error())
-			continue
-		}
-		got = append(got, m)
-		p.stage.apply(e)
-		p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
-		pos.Events = max(pos.Events, meta.Sequence.Stream)
-		if meta.Timestamp.After(newest) {
-			newest = meta.Timestamp
-		}
-	}
+	folded, last, newest := p.take(ctx, eventBatch, bus.EventStream, p.foldEvent)
+	got = append(got, folded...)
+	pos.Events = max(pos.Events, last)
 	for _, err := range []error{linkBatch.Error(), eventBatch.Error()} {
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			p.logger.Warn("fetch ended early", "err", err)
@@ -383,6 +346,52 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 			p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)
 		}
 	}
+	return nil
+}
+
+// take folds the usable messages of a fetch, setting aside those that will
+// never fold, and returns those to acknowledge, the last stream sequence
+// folded, and the newest message's time.
+func (p *Processor) take(ctx context.Context, batch jetstream.MessageBatch, stream string,
+	fold func(m jetstream.Msg, data []byte) error) (got []jetstream.Msg, last uint64, newest time.Time) {
+	for m := range batch.Messages() {
+		meta, ok := p.usable(ctx, m)
+		if !ok {
+			continue
+		}
+		data, ok := p.data(ctx, m, meta, stream)
+		if !ok {
+			continue
+		}
+		if err := fold(m, data); err != nil {
+			// Collectors and stages validate before publishing, so this
+			// message comes from elsewhere and will never fold.
+			p.deadLetter(ctx, m, meta, stream, "undecodable", err.Error())
+			continue
+		}
+		got = append(got, m)
+		last = max(last, meta.Sequence.Stream)
+		if meta.Timestamp.After(newest) {
+			newest = meta.Timestamp
+		}
+	}
+	return got, last, newest
+}
+
+// foldLink folds a link another stage handed on; an error means it never
+// will.
+func (p *Processor) foldLink(m jetstream.Msg, data []byte) error {
+	return p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: data})
+}
+
+// foldEvent folds a canonical event; an error means it never will.
+func (p *Processor) foldEvent(_ jetstream.Msg, data []byte) error {
+	e, err := decode(data)
+	if err != nil {
+		return err
+	}
+	p.stage.apply(e)
+	p.metrics.Processed.WithLabelValues(string(e.Type)).Inc()
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/pkg/bus"
@@ -22,30 +21,10 @@ func (p *Processor) refold(ctx context.Context, from, to position) (int, error) 
 		stream   string
 		subjects []string
 		from, to uint64
-		fold     func(jetstream.Msg) error
+		fold     func(jetstream.Msg, []byte) error
 	}{
-		{bus.LinkStream, p.stage.linkSubjects(), from.Links, to.Links, func(m jetstream.Msg) error {
-			data, err := bus.Data(ctx, p.js, m)
-			if err != nil {
-				return err
-			}
-			if err := p.stage.applyLink(&nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: data}); err != nil {
-				return errUnusable{err}
-			}
-			return nil
-		}},
-		{bus.EventStream, p.stage.eventSubjects(), from.Events, to.Events, func(m jetstream.Msg) error {
-			data, err := bus.Data(ctx, p.js, m)
-			if err != nil {
-				return err
-			}
-			e, err := decode(data)
-			if err != nil {
-				return errUnusable{err}
-			}
-			p.stage.apply(e)
-			return nil
-		}},
+		{bus.LinkStream, p.stage.linkSubjects(), from.Links, to.Links, p.foldLink},
+		{bus.EventStream, p.stage.eventSubjects(), from.Events, to.Events, p.foldEvent},
 	} {
 		if s.to <= s.from {
 			continue
@@ -64,7 +43,7 @@ type errUnusable struct{ error }
 
 func (e errUnusable) Unwrap() error { return e.error }
 
-func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []string, from, to uint64, fold func(jetstream.Msg) error) (int, error) {
+func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []string, from, to uint64, fold func(jetstream.Msg, []byte) error) (int, error) {
 	st, err := p.js.Stream(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("processor: refold %s: %w", stream, err)
@@ -91,15 +70,21 @@ func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []
 				return n, nil
 			}
 			got++
+			data, err := bus.Data(ctx, p.js, m)
+			if err == nil {
+				if err = fold(m, data); err == nil {
+					n++
+				} else {
+					err = errUnusable{err}
+				}
+			}
 			var unusable errUnusable
-			switch err := fold(m); {
+			switch {
 			case errors.As(err, &unusable) || errors.Is(err, bus.ErrPayloadMissing):
 				// Never folded before either: the consumer dead-letters it.
 				p.logger.Warn("refold skipped a message", "stream", stream, "seq", meta.Sequence.Stream, "err", err)
 			case err != nil:
 				return n, fmt.Errorf("processor: refold %s: %w", stream, err)
-			default:
-				n++
 			}
 			if meta.Sequence.Stream == to || meta.NumPending == 0 {
 				return n, nil

@@ -193,16 +193,7 @@ func (a *Attribution) Flush() ([]Row[IncidentFact], []BlamedIncident) {
 		old, had := a.attrib[id]
 		hadOld := had && !a.frozen(old.OpenedAt)
 		hasCur := ok && !a.frozen(f.OpenedAt)
-		switch {
-		case hadOld && hasCur && sameIncident(old, f):
-		case hadOld && (!hasCur || !old.OpenedAt.Equal(f.OpenedAt)):
-			rows = append(rows, Row[IncidentFact]{Fact: old})
-			if hasCur {
-				rows = append(rows, Row[IncidentFact]{Fact: f, Live: true})
-			}
-		case hasCur:
-			rows = append(rows, Row[IncidentFact]{Fact: f, Live: true})
-		}
+		rows = append(rows, handOut(old, hadOld, f, hasCur, sameIncident, func(f IncidentFact) time.Time { return f.OpenedAt })...)
 		before, now := BlamedIncident{ID: id}, BlamedIncident{ID: id}
 		if had {
 			before = blamedOf(old)

@@ -238,7 +238,8 @@ func (s *Repos) emitDeployment(r *repoState, d *deployState, cur DeploymentFact,
 		s.approximate++
 	}
 	d.emitted, d.emittedLive = cur, true
-	if hadOld && hasCur && sameDeployment(old, cur) {
+	rows := handOut(old, hadOld, cur, hasCur, sameDeployment, func(f DeploymentFact) time.Time { return f.FinishedAt })
+	if len(rows) == 0 {
 		return
 	}
 	s.markCold(r, unixDay(old.FinishedAt))
@@ -251,12 +252,7 @@ func (s *Repos) emitDeployment(r *repoState, d *deployState, cur DeploymentFact,
 	if hasCur {
 		r.days.Add(cur, +1)
 	}
-	if hadOld && (!hasCur || !old.FinishedAt.Equal(cur.FinishedAt)) {
-		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: old})
-	}
-	if hasCur {
-		out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: cur, Live: true})
-	}
+	out.Deployments = append(out.Deployments, rows...)
 }
 
 func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
@@ -273,7 +269,8 @@ func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
 	} else {
 		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
 	}
-	if hadOld && hasCur && sameChange(old, cur) {
+	rows := handOut(old, hadOld, cur, hasCur, sameChange, func(f ChangeFact) time.Time { return f.DeployedAt })
+	if len(rows) == 0 {
 		return
 	}
 	if hadOld {
@@ -282,12 +279,7 @@ func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
 	if hasCur {
 		r.days.AddChange(cur, +1)
 	}
-	if hadOld && (!hasCur || !old.DeployedAt.Equal(cur.DeployedAt)) {
-		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: old})
-	}
-	if hasCur {
-		out.Changes = append(out.Changes, Row[ChangeFact]{Fact: cur, Live: true})
-	}
+	out.Changes = append(out.Changes, rows...)
 }
 
 // ship hands attribution the deployment that shipped each watched sha, where

@@ -132,33 +132,42 @@ type Gap struct {
 // the same key and time, except those older than frozen (retention keeps
 // them as stored).
 func Stale(stored, current Facts, frozen time.Time) Facts {
-	var out Facts
-	deps := map[DeploymentKey]time.Time{}
-	for _, r := range current.Deployments {
-		deps[r.Fact.Key()] = r.Fact.FinishedAt
+	return Facts{
+		Deployments: stale(stored.Deployments, current.Deployments, DeploymentFact.Key, func(f DeploymentFact) time.Time { return f.FinishedAt }, frozen),
+		Changes:     stale(stored.Changes, current.Changes, ChangeFact.Key, func(f ChangeFact) time.Time { return f.DeployedAt }, frozen),
+		Incidents:   stale(stored.Incidents, current.Incidents, func(f IncidentFact) string { return f.ID }, func(f IncidentFact) time.Time { return f.OpenedAt }, frozen),
 	}
-	for _, r := range stored.Deployments {
-		if at, ok := deps[r.Fact.Key()]; r.Live && !r.Fact.FinishedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.FinishedAt)) {
-			out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: r.Fact})
-		}
+}
+
+func stale[F any, K comparable](stored, current []Row[F], key func(F) K, at func(F) time.Time, frozen time.Time) []Row[F] {
+	held := map[K]time.Time{}
+	for _, r := range current {
+		held[key(r.Fact)] = at(r.Fact)
 	}
-	changes := map[ChangeKey]time.Time{}
-	for _, r := range current.Changes {
-		changes[r.Fact.Key()] = r.Fact.DeployedAt
-	}
-	for _, r := range stored.Changes {
-		if at, ok := changes[r.Fact.Key()]; r.Live && !r.Fact.DeployedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.DeployedAt)) {
-			out.Changes = append(out.Changes, Row[ChangeFact]{Fact: r.Fact})
-		}
-	}
-	incidents := map[string]time.Time{}
-	for _, r := range current.Incidents {
-		incidents[r.Fact.ID] = r.Fact.OpenedAt
-	}
-	for _, r := range stored.Incidents {
-		if at, ok := incidents[r.Fact.ID]; r.Live && !r.Fact.OpenedAt.Before(frozen) && (!ok || !at.Equal(r.Fact.OpenedAt)) {
-			out.Incidents = append(out.Incidents, Row[IncidentFact]{Fact: r.Fact})
+	var out []Row[F]
+	for _, r := range stored {
+		t, ok := held[key(r.Fact)]
+		if r.Live && !at(r.Fact).Before(frozen) && (!ok || !t.Equal(at(r.Fact))) {
+			out = append(out, Row[F]{Fact: r.Fact})
 		}
 	}
 	return out
+}
+
+// handOut are the rows that take the store from the fact last handed out
+// (old, if hadOld) to the current one (cur, if hasCur): none when they are
+// the same; a tombstone at the old time when the fact went away or its time
+// moved; the new row.
+func handOut[F any](old F, hadOld bool, cur F, hasCur bool, same func(a, b F) bool, at func(F) time.Time) []Row[F] {
+	if hadOld && hasCur && same(old, cur) {
+		return nil
+	}
+	var rows []Row[F]
+	if hadOld && (!hasCur || !at(old).Equal(at(cur))) {
+		rows = append(rows, Row[F]{Fact: old})
+	}
+	if hasCur {
+		rows = append(rows, Row[F]{Fact: cur, Live: true})
+	}
+	return rows
 }
