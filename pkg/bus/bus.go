@@ -296,7 +296,7 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) e
 		if err != nil {
 			return err
 		}
-		f, err := js.PublishMsgAsync(m)
+		f, err := publishAsync(ctx, js, m)
 		if err != nil {
 			return fmt.Errorf("bus: publish %s: %w", m.Subject, err)
 		}
@@ -312,6 +312,23 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) e
 		}
 	}
 	return nil
+}
+
+// publishAsync publishes m asynchronously. The client holds a bounded
+// number of publishes awaiting acknowledgement (4,000 by default) and
+// refuses one more once no slot frees within its stall wait (200 ms): on a
+// busy server that is backpressure, not a failure, so publishAsync waits
+// for a slot for as long as ctx allows. Otherwise a PublishAll of more
+// messages than the bound fails whenever the server is slow, and fails
+// again on every retry while it stays slow (a processor's rebuild
+// republishes tens of thousands of links at once).
+func publishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := js.PublishMsgAsync(m)
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) || ctx.Err() != nil {
+			return f, err
+		}
+	}
 }
 
 // Publish publishes one message as PublishAll does and returns JetStream's

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // openTest is an embedded bus that logs nothing; maxPayload 0 keeps NATS's
@@ -56,5 +59,35 @@ func TestLostConnection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The client holds a bounded number of publishes awaiting acknowledgement;
+// a PublishAll of more messages than that, on a server slower than the
+// client's stall wait (200 ms), waits for acknowledgements instead of
+// failing. The "server" here acknowledges each message 300 ms late, and the
+// client holds one publish at a time.
+func TestPublishAllWaitsForSlowAcknowledgements(t *testing.T) {
+	b := openTest(t, 0)
+	sub, err := b.Conn.Subscribe("slow.acks", func(m *nats.Msg) {
+		time.Sleep(300 * time.Millisecond)
+		_ = m.Respond([]byte(`{"stream":"SLOW","seq":1}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	js, err := jetstream.New(b.Conn, jetstream.WithPublishAsyncMaxPending(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*nats.Msg
+	for range 3 {
+		msgs = append(msgs, nats.NewMsg("slow.acks"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := PublishAll(ctx, js, msgs); err != nil {
+		t.Fatalf("PublishAll: %v", err)
 	}
 }
