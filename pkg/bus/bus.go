@@ -325,8 +325,11 @@ func PublishAll(ctx context.Context, js jetstream.JetStream, msgs []*nats.Msg) e
 func publishAsync(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (jetstream.PubAckFuture, error) {
 	for {
 		f, err := js.PublishMsgAsync(m)
-		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) || ctx.Err() != nil {
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 			return f, err
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for acknowledgements: %w", ctx.Err())
 		}
 	}
 }
