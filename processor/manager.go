@@ -33,6 +33,8 @@ type Manager struct {
 	ready    chan struct{}
 	readyOne sync.Once
 	owned    []int
+	// membership, once joined: whether it owns all it is due.
+	membership *bus.Membership
 	// retired: the workers stopped, by partition, for Current.
 	retired map[int]*Processor
 }
@@ -54,11 +56,16 @@ func NewManager(js jetstream.JetStream, store Store, opts Options, metrics *tele
 // rebuilt and consuming.
 func (m *Manager) Ready() <-chan struct{} { return m.ready }
 
-// Rebuilding reports whether a worker this process owns is still
-// rebuilding its state: what /readyz answers.
+// Rebuilding reports whether this process cannot yet do its share: it has
+// not joined, a worker it is due is still held by another process (a dead
+// one's lease, say), or a worker it owns is still rebuilding its state.
+// What /readyz answers.
 func (m *Manager) Rebuilding() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.membership == nil || !m.membership.Settled() {
+		return true
+	}
 	for _, w := range m.workers {
 		select {
 		case <-w.proc.Ready():
@@ -82,6 +89,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: join: %w", err)
 	}
+	m.mu.Lock()
+	m.membership = membership
+	m.mu.Unlock()
 	<-ctx.Done()
 	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

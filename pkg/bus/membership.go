@@ -79,8 +79,9 @@ type Membership struct {
 	done   chan struct{}
 	nudge  chan struct{}
 
-	mu    sync.Mutex
-	owned []int // as last reported through onChange
+	mu     sync.Mutex
+	owned  []int // as last reported through onChange
+	wanted []int // the partitions due to this member, as of its last round
 
 	leaveMu sync.Mutex
 	left    bool
@@ -196,6 +197,23 @@ func (m *Membership) Owned() []int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.owned)
+}
+
+// Settled reports whether the member owns every partition it wants, as of
+// its last round: not while another member (or a dead one's lease) still
+// holds one it is due, nor before its first round.
+func (m *Membership) Settled() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.wanted == nil {
+		return false
+	}
+	for _, p := range m.wanted {
+		if !slices.Contains(m.owned, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // Leave stops heartbeating, reports an empty set through onChange (unless
@@ -352,6 +370,9 @@ func (m *Membership) round(ctx context.Context) {
 			m.acquire(rctx, p)
 		}
 	}
+	m.mu.Lock()
+	m.wanted = append([]int{}, desired...)
+	m.mu.Unlock()
 	var release []int
 	releaseRev := map[int]uint64{}
 	for _, p := range sortedKeys(m.leases) {
