@@ -10,7 +10,7 @@ CH_HTTP   ?= 18123
 DEMO_ADDR ?= 127.0.0.1:18080
 DEMO_DAYS ?= 60
 
-.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries clean
+.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale clean
 
 all: build
 
@@ -60,6 +60,19 @@ bench-queries:
 	mkdir -p docs
 	DORAFLOW_BENCH_SIZE=organisation DORAFLOW_BENCH_DOC=$(abspath docs/benchmarks-queries.md) \
 		$(GO) test -run '^$$' -bench Queries -benchtime 20x -timeout 90m ./internal/benchscale
+
+# A year of a 2,000-engineer organisation (internal/orgsim) published to an
+# embedded JetStream, processed by `serve --role processor` against
+# ClickHouse, beside a bare consume and a bare insert of the same messages
+# and rows, then restarted cleanly and after SIGKILL; figures, charts and
+# profiles to docs/benchmarks-scale.md (run files in $(DATA_DIR)/bench-scale).
+# Takes ~25 minutes on 2 cores; every server is throwaway.
+bench-scale:
+	bash scripts/clickhouse.sh ensure
+	mkdir -p docs
+	DORAFLOW_SCALE_SIZE=large DORAFLOW_SCALE_DOC=$(abspath docs/benchmarks-scale.md) \
+	DORAFLOW_SCALE_DIR=$(abspath $(DATA_DIR))/bench-scale \
+		$(GO) test -run '^$$' -bench Scale -benchtime 1x -timeout 90m ./internal/scalebench
 
 clean: clickhouse-stop
 	rm -rf bin $(DATA_DIR)
