@@ -82,6 +82,7 @@ type Processor struct {
 	mapped      map[string]bool // entities whose team is written
 	ready       chan struct{}
 	snapshotAt  time.Time
+	snapshotDur time.Duration // what the last snapshot took
 	coldDropped int32 // the month before which cold snapshot parts were deleted
 	// runID and linkSeq name the links this run publishes.
 	runID   string
@@ -340,7 +341,9 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	if !newest.IsZero() {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
-	if time.Since(p.snapshotAt) >= p.opts.SnapshotInterval {
+	// At most a tenth of the time goes to snapshots: in a burst (a backfill
+	// changes every repository between two) they come less often.
+	if time.Since(p.snapshotAt) >= max(p.opts.SnapshotInterval, 10*p.snapshotDur) {
 		if err := p.saveSnapshot(ctx); err != nil {
 			p.metrics.Errors.WithLabelValues("processor", "snapshot").Inc()
 			p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)

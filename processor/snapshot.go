@@ -80,6 +80,8 @@ func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, err
 // saveSnapshot stores what changed since the last snapshot, as of the last
 // written batch.
 func (p *Processor) saveSnapshot(ctx context.Context) error {
+	start := time.Now()
+	defer func() { p.snapshotDur = time.Since(start) }()
 	obs, err := p.objectStore(ctx)
 	if err != nil {
 		return err
