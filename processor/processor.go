@@ -83,7 +83,7 @@ type Processor struct {
 	ready       chan struct{}
 	snapshotAt  time.Time
 	snapshotDur time.Duration // what the last snapshot took
-	coldDropped int32 // the month before which cold snapshot parts were deleted
+	coldDropped int32         // the month before which cold snapshot parts were deleted
 	// runID and linkSeq name the links this run publishes.
 	runID   string
 	linkSeq uint64
