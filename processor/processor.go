@@ -37,6 +37,10 @@ type Store interface {
 	// FactsOf are the live stored facts of the repositories and incidents
 	// named: what a rebuild remembers of what it folded again.
 	FactsOf(ctx context.Context, repos, incidents []string) (correlate.Facts, error)
+	// WrittenSince are, of the repositories named, every fact with a row
+	// written at a version above since, with all its rows (live or not):
+	// what a rebuild from a snapshot taken at that version remembers.
+	WrittenSince(ctx context.Context, repos []string, since uint64) (correlate.Facts, error)
 }
 
 // Options tune the processor.
@@ -96,14 +100,16 @@ type Processor struct {
 	gaps    *gapFiller
 }
 
-// position is how far a worker has folded each of its streams.
+// position is how far a worker has folded each of its streams, and the
+// version of the last rows it wrote (or, in a checkpoint, is writing).
 type position struct {
-	Events uint64 `json:"events"`
-	Links  uint64 `json:"links"`
+	Events  uint64 `json:"events"`
+	Links   uint64 `json:"links"`
+	Version uint64 `json:"version,omitempty"`
 }
 
 func (p position) max(o position) position {
-	return position{Events: max(p.Events, o.Events), Links: max(p.Links, o.Links)}
+	return position{Events: max(p.Events, o.Events), Links: max(p.Links, o.Links), Version: max(p.Version, o.Version)}
 }
 
 // New returns the worker of opts.Partition; Run starts it.
@@ -164,7 +170,9 @@ type RebuildStats struct {
 
 // Rebuild restores the worker's state as it was when its last facts were
 // written: the snapshot, then exactly the messages up to the checkpoint.
-// It never reads the stored facts.
+// It reads of the stored facts only those written since the snapshot.
+// Every step gives way to a stop: the lease is handed over only once the
+// worker is gone.
 func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
 	var stats RebuildStats
@@ -181,28 +189,42 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return stats, err
 	}
 	p.pos = snapPos.max(cp)
+	// Versions go on from the predecessor's, whatever this clock says: its
+	// rows must never outrank this worker's.
+	p.lastVersion = max(p.lastVersion, p.pos.Version)
 	// The store may hold rows the snapshot does not know of (written after
 	// it), and lack rows the checkpoint covers (a write cut short): what
-	// was folded again is compared with what is stored of it, so the flush
+	// was written since the snapshot (or, without one, all of what was
+	// folded again) is compared with what the state says, so the flush
 	// writes exactly the difference.
 	if repos, incidents := p.stage.touched(); len(repos)+len(incidents) > 0 {
+		since := uint64(0)
+		if found {
+			since = snapPos.Version
+		}
 		var stored correlate.Facts
 		err := p.retry(ctx, "read", func() error {
 			var err error
-			stored, err = p.store.FactsOf(ctx, repos, incidents)
+			stored, err = p.remembered(ctx, repos, incidents, since)
 			return err
 		})
 		if err != nil {
 			return stats, err
 		}
-		p.stage.remember(stored)
+		if err := ctx.Err(); err != nil {
+			return stats, err
+		}
+		p.stage.remember(stored, since > 0)
 		stats.Remembered = stored.Len()
 	}
 	facts, links, err := p.stage.flush()
 	if err != nil {
 		return stats, err
 	}
-	if err := p.write(ctx, facts); err != nil {
+	if err := ctx.Err(); err != nil {
+		return stats, err
+	}
+	if err := p.write(ctx, facts, p.nextVersion()); err != nil {
 		return stats, err
 	}
 	p.linkIDs(links)
@@ -216,6 +238,22 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	}
 	stats.Written, stats.Took = facts.Len(), time.Since(start)
 	return stats, nil
+}
+
+// remembered reads what a rebuild compares with its state: the facts
+// written since the snapshot's version, or (since 0: no snapshot, or one
+// from before versions were recorded) every live fact of what was folded.
+func (p *Processor) remembered(ctx context.Context, repos, incidents []string, since uint64) (correlate.Facts, error) {
+	if since == 0 {
+		return p.store.FactsOf(ctx, repos, incidents)
+	}
+	out, err := p.store.WrittenSince(ctx, repos, since)
+	if err != nil || len(incidents) == 0 {
+		return out, err
+	}
+	stored, err := p.store.FactsOf(ctx, nil, incidents)
+	out.Incidents = stored.Incidents
+	return out, err
 }
 
 // Run processes until ctx is done.
@@ -235,7 +273,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	links, err := p.consumer(ctx, bus.LinkStream, ConsumerName(p.stage.name())+"-links", p.stage.linkSubjects())
+	links, err := p.linkConsumer(ctx)
 	if err != nil {
 		return err
 	}
@@ -267,6 +305,31 @@ func (p *Processor) consumer(ctx context.Context, stream, name string, subjects 
 		MaxAckPending:  max(p.opts.BatchSize*2, 1000),
 		FilterSubjects: subjects,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("processor: consumer %s: %w", name, err)
+	}
+	return cons, nil
+}
+
+// linkConsumer starts the worker's consumer of links right after the
+// last link its state folded. A link is the latest record of its key, so
+// links must fold in stream order: a predecessor's unacknowledged links,
+// which the durable consumer would redeliver after newer ones, come again
+// in their place.
+func (p *Processor) linkConsumer(ctx context.Context) (jetstream.Consumer, error) {
+	name := ConsumerName(p.stage.name()) + "-links"
+	if err := p.js.DeleteConsumer(ctx, bus.LinkStream, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("processor: consumer %s: %w", name, err)
+	}
+	cons, err := p.js.CreateConsumer(ctx, bus.LinkStream, jetstream.ConsumerConfig{
+		Durable:        name,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        p.opts.AckWait,
+		MaxAckPending:  max(p.opts.BatchSize*2, 1000),
+		FilterSubjects: p.stage.linkSubjects(),
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    p.pos.Links + 1,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("processor: consumer %s: %w", name, err)
@@ -310,10 +373,11 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	// batch again and compares with what was stored (Rebuild).
 	facts, out, err := p.stage.flush()
 	if err == nil {
+		pos.Version = p.nextVersion()
 		err = p.saveCheckpoint(ctx, pos)
 	}
 	if err == nil {
-		err = p.write(ctx, facts)
+		err = p.write(ctx, facts, pos.Version)
 	}
 	if err == nil {
 		p.linkIDs(out)
@@ -360,6 +424,12 @@ func (p *Processor) take(ctx context.Context, batch jetstream.MessageBatch, stre
 	for m := range batch.Messages() {
 		meta, ok := p.usable(ctx, m)
 		if !ok {
+			continue
+		}
+		if stream == bus.LinkStream && meta.Sequence.Stream <= p.pos.Links {
+			// Folded already (its acknowledgement was lost): folding it
+			// again after newer links would undo them.
+			_ = m.Ack()
 			continue
 		}
 		data, ok := p.data(ctx, m, meta, stream)
@@ -507,11 +577,10 @@ func retryBackOff() *backoff.ExponentialBackOff {
 }
 
 // write stores the facts and the teams of new entities.
-func (p *Processor) write(ctx context.Context, f correlate.Facts) error {
+func (p *Processor) write(ctx context.Context, f correlate.Facts, version uint64) error {
 	if f.Len() == 0 {
 		return nil
 	}
-	version := p.nextVersion()
 	teams := p.newEntities(f)
 	err := p.retry(ctx, "write", func() error {
 		if err := p.store.Write(ctx, f, version); err != nil {

@@ -69,6 +69,9 @@ func (p *Processor) refoldStream(ctx context.Context, stream string, subjects []
 			if meta.Sequence.Stream > to {
 				return n, nil
 			}
+			if err := ctx.Err(); err != nil {
+				return n, err
+			}
 			got++
 			data, err := bus.Data(ctx, p.js, m)
 			if err == nil {

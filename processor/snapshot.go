@@ -89,6 +89,7 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	// The retention horizon moves a day at a time.
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	head := snapshotHead{Position: p.pos, Taken: time.Now().UTC()}
+	head.Position.Version = p.lastVersion
 	saved := 0
 	switch s := p.stage.(type) {
 	case *repoStage:
@@ -185,6 +186,9 @@ func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
 			for _, info := range infos {
 				if !strings.HasPrefix(info.Name, part.prefix) {
 					continue
+				}
+				if err := ctx.Err(); err != nil {
+					return position{}, false, err
 				}
 				data, err := obs.GetBytes(ctx, info.Name)
 				if err != nil {

@@ -27,7 +27,9 @@ type stage interface {
 	// touched names what was folded since the last flush: repositories and
 	// incidents, whose stored facts a rebuild remembers.
 	touched() (repos, incidents []string)
-	remember(stored correlate.Facts)
+	// remember takes what the store holds of what was touched: all of it,
+	// or (written) only what was written since the snapshot.
+	remember(stored correlate.Facts, written bool)
 }
 
 // Link headers: the kind of record a link message carries.
@@ -96,7 +98,13 @@ func (s *repoStage) applyLink(m *nats.Msg) error {
 
 func (s *repoStage) touched() ([]string, []string) { return s.repos.Touched(), nil }
 
-func (s *repoStage) remember(stored correlate.Facts) { s.repos.Remember(stored, s.repos.Touched()) }
+func (s *repoStage) remember(stored correlate.Facts, written bool) {
+	if written {
+		s.repos.RememberWritten(stored)
+		return
+	}
+	s.repos.Remember(stored, s.repos.Touched())
+}
 
 func (s *repoStage) flush() (correlate.Facts, []*nats.Msg, error) {
 	out := s.repos.Flush()
@@ -154,7 +162,7 @@ func (s *attributionStage) applyLink(m *nats.Msg) error {
 
 func (s *attributionStage) touched() ([]string, []string) { return nil, s.attribution.Touched() }
 
-func (s *attributionStage) remember(stored correlate.Facts) {
+func (s *attributionStage) remember(stored correlate.Facts, _ bool) {
 	s.attribution.Remember(stored.Incidents, s.attribution.Touched())
 }
 

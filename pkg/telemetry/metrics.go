@@ -55,7 +55,7 @@ func New() *Metrics {
 		}, []string{"source"}),
 		Processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_events_processed_total",
-			Help: "Canonical events folded into the correlation state and acknowledged, by type.",
+			Help: "Canonical events folded into the correlation state, by type; a message folded again after a restart or a failed batch counts again.",
 		}, []string{"type"}),
 		FactsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "doraflow_facts_written_total",

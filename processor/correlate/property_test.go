@@ -375,11 +375,13 @@ func (s store) facts() Facts {
 }
 
 // A worker restarted from an older snapshot — while the store holds rows
-// its predecessor wrote after that snapshot, and for events it folded but
-// never checkpointed — refolds some of the events again (not necessarily
-// the ones its predecessor had), remembers what the store holds of what it
-// refolded, and goes on: the store ends holding exactly the facts of all
-// the events, the rollups included, however the crash fell.
+// its predecessor wrote after that snapshot, rows of its last flush cut
+// short, and nothing of events it folded but never checkpointed — refolds
+// some of the events again (not necessarily the ones its predecessor had),
+// remembers what the store holds (of the repositories it refolded, or only
+// what was written since the snapshot), and goes on: the store ends holding
+// exactly the facts of all the events, the rollups included, however the
+// crash fell.
 func TestRestartRemembersTheStore(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		events := multiRepoHistory(t)
@@ -390,9 +392,16 @@ func TestRestartRemembersTheStore(t *testing.T) {
 		whole.Flush()
 
 		stored := store{}
+		// The write that last wrote each row, and the fact it wrote.
+		writtenAt, written := map[storeKey]int{}, map[storeKey]any{}
+		writes := 0
 		days := map[string]RepoDay{}
 		write := func(f Facts) {
+			writes++
 			stored.write(f)
+			for k, fact := range rowsOf(f) {
+				writtenAt[k], written[k] = writes, fact
+			}
 			for _, d := range f.Days {
 				days[d.Repo+d.Day.String()] = d
 			}
@@ -402,11 +411,12 @@ func TestRestartRemembersTheStore(t *testing.T) {
 		crashAt := rapid.IntRange(snapAt, len(arrival)).Draw(t, "crash")
 		first := New(testConfig())
 		var snap *State
+		snapWrites := 0
 		checkpoint := snapAt // events up to here had their rows written
 		for i, e := range arrival {
 			if i == snapAt {
 				write(first.Flush())
-				snap = snapshotRoundTrip(t, testConfig(), first)
+				snap, snapWrites = snapshotRoundTrip(t, testConfig(), first), writes
 			}
 			if i == crashAt {
 				break
@@ -419,8 +429,17 @@ func TestRestartRemembersTheStore(t *testing.T) {
 		}
 		if snap == nil {
 			write(first.Flush())
-			snap = snapshotRoundTrip(t, testConfig(), first)
+			snap, snapWrites = snapshotRoundTrip(t, testConfig(), first), writes
 			checkpoint = len(arrival)
+		} else if crashAt > checkpoint && rapid.Bool().Draw(t, "cut short") {
+			// The checkpoint comes before the write: the last flush is
+			// covered by it, but only some of its rows reached the store.
+			f := first.Flush()
+			f.Deployments = rapid.SampledFrom([][]Row[DeploymentFact]{nil, f.Deployments[:len(f.Deployments)/2], f.Deployments}).Draw(t, "deployments written")
+			f.Changes = rapid.SampledFrom([][]Row[ChangeFact]{nil, f.Changes[:len(f.Changes)/2], f.Changes}).Draw(t, "changes written")
+			f.Days = nil
+			write(f)
+			checkpoint = crashAt
 		}
 		// The successor refolds everything up to the checkpoint, and some
 		// of what came after (the stream up to a checkpoint can hold
@@ -439,7 +458,11 @@ func TestRestartRemembersTheStore(t *testing.T) {
 				mine = append(mine, r)
 			}
 		}
-		snap.Repos.Remember(held, repos)
+		if rapid.Bool().Draw(t, "only what was written since") {
+			snap.Repos.RememberWritten(stored.writtenSince(writtenAt, written, snapWrites, repos))
+		} else {
+			snap.Repos.Remember(held, repos)
+		}
 		snap.Attribution.Remember(mine, incidents)
 		write(snap.Flush())
 		for _, e := range rapid.Permutation(arrival[snapAt:]).Draw(t, "redelivered") {
@@ -491,6 +514,47 @@ func TestRestartRemembersTheStore(t *testing.T) {
 			t.Fatalf("the rollups differ after the restart:\n%v\n%v", got, wantDays)
 		}
 	})
+}
+
+// rowsOf are the facts of f's rows by where the store keeps them.
+func rowsOf(f Facts) map[storeKey]any {
+	out := map[storeKey]any{}
+	for _, r := range f.Deployments {
+		out[storeKey{"deployments", r.Fact.Repo + "/" + r.Fact.ID, r.Fact.FinishedAt.Unix()}] = r.Fact
+	}
+	for _, r := range f.Changes {
+		out[storeKey{"changes", r.Fact.Repo + "/" + r.Fact.SHA, r.Fact.DeployedAt.Unix()}] = r.Fact
+	}
+	return out
+}
+
+// writtenSince is what Store.WrittenSince reads: every row, live or
+// retracted, of the deployments and changes of repos with a row written
+// after write number since (written: the fact each row last had).
+func (s store) writtenSince(writtenAt map[storeKey]int, written map[storeKey]any, since int, repos []string) Facts {
+	recent := map[[2]string]bool{}
+	for k, n := range writtenAt {
+		if n > since {
+			recent[[2]string{k.table, k.key}] = true
+		}
+	}
+	var out Facts
+	for k, v := range s {
+		if !recent[[2]string{k.table, k.key}] {
+			continue
+		}
+		switch f := written[k].(type) {
+		case DeploymentFact:
+			if slices.Contains(repos, f.Repo) {
+				out.Deployments = append(out.Deployments, Row[DeploymentFact]{Fact: f, Live: v != nil})
+			}
+		case ChangeFact:
+			if slices.Contains(repos, f.Repo) {
+				out.Changes = append(out.Changes, Row[ChangeFact]{Fact: f, Live: v != nil})
+			}
+		}
+	}
+	return out
 }
 
 // storeDiff lists what two stores hold differently.

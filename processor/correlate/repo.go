@@ -59,6 +59,8 @@ type repoState struct {
 	// and whether attribution must be handed every record again.
 	strays    Facts
 	republish bool
+	// reship: attribution must be handed every ship again.
+	reship bool
 	// While a snapshot is restored: missing shas by deployment id.
 	missingIDs map[string]string
 
@@ -97,6 +99,11 @@ type commit struct {
 
 const pushPrevConflict = "\x00"
 
+// emittedFact is the change fact last handed out for the commit.
+func (c *commit) emittedFact(repo string) ChangeFact {
+	return ChangeFact{Repo: repo, SHA: c.sha, DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}
+}
+
 type deployState struct {
 	id, service, sha, env string
 	statuses              []deployStatus
@@ -122,6 +129,7 @@ type deployState struct {
 	emitted     DeploymentFact
 	emittedLive bool
 	published   *ProductionDeployment
+	republish   bool // hand attribution its record again
 	// While a snapshot is restored: the rollback's id, and whether the
 	// emitted fact was saved (else it is the one the deployment gives).
 	rolledBackID string

@@ -137,11 +137,11 @@ func (s *Repos) Flush() Output {
 	for _, name := range sortedKeys(s.dirty) {
 		r := s.repos[name]
 		r.update(s.cfg)
-		republish := r.republish
+		reship := r.republish || r.reship
 		s.emit(r, &out)
-		if r.walked || len(s.watchAdded) > 0 || republish {
-			s.ship(r, &out, republish)
-			r.walked = false
+		if r.walked || len(s.watchAdded) > 0 || reship {
+			s.ship(r, &out, reship)
+			r.walked, r.reship = false, false
 		}
 		if s.retention.Margin > 0 && !r.latest.IsZero() {
 			before := r.settledBefore
@@ -164,8 +164,10 @@ func (s *Repos) emit(r *repoState, out *Output) {
 		if d.production {
 			pub = &ProductionDeployment{Repo: r.name, ID: d.id, Service: cur.Service, At: d.at}
 		}
+		republish := r.republish || d.republish
+		d.republish = false
 		switch {
-		case pub == nil && (d.published != nil || r.republish):
+		case pub == nil && (d.published != nil || republish):
 			w := ProductionDeployment{Repo: r.name, ID: d.id, Service: cur.Service, At: d.at, Withdrawn: true}
 			if d.published != nil {
 				w = *d.published
@@ -173,7 +175,7 @@ func (s *Repos) emit(r *repoState, out *Output) {
 			}
 			out.Deployments = append(out.Deployments, w)
 			d.published = nil
-		case pub != nil && (d.published == nil || *d.published != *pub || r.republish):
+		case pub != nil && (d.published == nil || *d.published != *pub || republish):
 			out.Deployments = append(out.Deployments, *pub)
 			d.published = pub
 		}
@@ -262,7 +264,7 @@ func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
 		cur = ChangeFact{Repo: r.name, SHA: c.sha, DeploymentID: c.shipper.id, CommittedAt: c.time.UTC(), DeployedAt: c.shipper.at}
 		hasCur = !s.frozen(cur.DeployedAt)
 	}
-	old := ChangeFact{Repo: r.name, SHA: c.sha, DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}
+	old := c.emittedFact(r.name)
 	hadOld := c.emitted && !s.frozen(old.DeployedAt)
 	if c.shipper != nil && c.counted {
 		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, cur.DeploymentID, cur.DeployedAt, cur.CommittedAt
@@ -377,8 +379,7 @@ func (s *Repos) Current() Facts {
 		for _, sha := range sortedKeys(r.commits) {
 			c := r.commits[sha]
 			if c.emitted && !s.frozen(c.emittedAt) {
-				out.Changes = append(out.Changes, Row[ChangeFact]{Fact: ChangeFact{Repo: r.name, SHA: sha,
-					DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}, Live: true})
+				out.Changes = append(out.Changes, Row[ChangeFact]{Fact: c.emittedFact(r.name), Live: true})
 			}
 		}
 	}
@@ -419,6 +420,15 @@ func (s *Repos) Compact(now time.Time) {
 		s.coldDirty[monthOf(day)] = true
 	}
 	s.coldBefore = monthOf(unixDay(drop))
+}
+
+func sortedBy[K comparable, V any](m map[K]V, compare func(a, b K) int) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compare)
+	return keys
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -491,6 +501,91 @@ func (s *Repos) Remember(stored Facts, repos []string) {
 		}
 		r.republish = true
 		s.touch(name)
+	}
+}
+
+// RememberWritten is Remember for a stage restored from a snapshot: stored
+// holds every fact written since the snapshot was taken, with all its
+// stored rows (live or retracted), and only those facts can differ from
+// what the snapshot says was handed out. Their rows, rollups and records
+// for attribution are made what the store holds and handed out again
+// where the flush finds them changed; every other fact stays as the
+// snapshot has it. The cost is what was written since, not the history.
+func (s *Repos) RememberWritten(stored Facts) {
+	deps := map[DeploymentKey][]DeploymentFact{}
+	for _, row := range stored.Deployments {
+		k := row.Fact.Key()
+		if row.Live {
+			deps[k] = append(deps[k], row.Fact)
+		} else if deps[k] == nil {
+			deps[k] = []DeploymentFact{}
+		}
+	}
+	changes := map[ChangeKey][]ChangeFact{}
+	for _, row := range stored.Changes {
+		k := row.Fact.Key()
+		if row.Live {
+			changes[k] = append(changes[k], row.Fact)
+		} else if changes[k] == nil {
+			changes[k] = []ChangeFact{}
+		}
+	}
+	for _, k := range sortedBy(deps, DeploymentKey.Compare) {
+		facts := deps[k]
+		r := s.repo(k.Repo)
+		d := r.deploys[k.ID]
+		if d != nil {
+			if d.emittedLive && !s.frozen(d.emitted.FinishedAt) {
+				r.days.Add(d.emitted, -1)
+			}
+			if d.emittedLive && s.countsApproximate(d.emitted) {
+				s.approximate--
+			}
+			d.emitted, d.emittedLive, d.republish = DeploymentFact{}, false, true
+			r.touchDep(d)
+		}
+		for _, f := range facts {
+			if d == nil || d.emittedLive {
+				r.strays.Deployments = append(r.strays.Deployments, Row[DeploymentFact]{Fact: f})
+				continue
+			}
+			d.emitted, d.emittedLive = f, true
+			if s.countsApproximate(f) {
+				s.approximate++
+			}
+			if !s.frozen(f.FinishedAt) {
+				r.days.Add(f, +1)
+			}
+		}
+		r.reship = true
+		s.touch(k.Repo)
+	}
+	for _, k := range sortedBy(changes, ChangeKey.Compare) {
+		facts := changes[k]
+		r := s.repo(k.Repo)
+		c := r.commits[k.SHA]
+		if c == nil && r.isSettled(k.SHA) {
+			continue // final: the snapshot counts it as stored
+		}
+		if c != nil {
+			if old := c.emittedFact(r.name); c.emitted && !s.frozen(old.DeployedAt) {
+				r.days.AddChange(old, -1)
+			}
+			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+			r.touchCommit(c)
+		}
+		for _, f := range facts {
+			if c == nil || c.emitted {
+				r.strays.Changes = append(r.strays.Changes, Row[ChangeFact]{Fact: f})
+				continue
+			}
+			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, f.DeploymentID, f.DeployedAt, f.CommittedAt
+			if !s.frozen(f.DeployedAt) {
+				r.days.AddChange(f, +1)
+			}
+		}
+		r.reship = true
+		s.touch(k.Repo)
 	}
 }
 

@@ -114,12 +114,12 @@ func (s *Store) Facts(ctx context.Context) (correlate.Facts, error) {
 	var out correlate.Facts
 	var err error
 	if out.Deployments, err = retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
-		return s.deployments(ctx, "1")
+		return s.deployments(ctx, "1", true)
 	}); err != nil {
 		return correlate.Facts{}, err
 	}
 	if out.Changes, err = retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
-		return s.changes(ctx, "1")
+		return s.changes(ctx, "1", true)
 	}); err != nil {
 		return correlate.Facts{}, err
 	}
@@ -140,13 +140,13 @@ func (s *Store) FactsOf(ctx context.Context, repos, incidents []string) (correla
 	for start := 0; start < len(repos); start += chunk {
 		part := repos[start:min(start+chunk, len(repos))]
 		deps, err := retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
-			return s.deployments(ctx, "repo IN ("+quoted(part)+")")
+			return s.deployments(ctx, "repo IN ("+quoted(part)+")", true)
 		})
 		if err != nil {
 			return correlate.Facts{}, err
 		}
 		changes, err := retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
-			return s.changes(ctx, "repo IN ("+quoted(part)+")")
+			return s.changes(ctx, "repo IN ("+quoted(part)+")", true)
 		})
 		if err != nil {
 			return correlate.Facts{}, err
@@ -166,6 +166,37 @@ func (s *Store) FactsOf(ctx context.Context, repos, incidents []string) (correla
 	return out, nil
 }
 
+// WrittenSince reads, of the repositories named, every fact written at a
+// version above since: all of its stored rows as their latest versions say,
+// retracted ones too. What a worker's snapshot (taken at version since)
+// holds of any other fact is what the store holds, so a rebuild compares
+// only these.
+func (s *Store) WrittenSince(ctx context.Context, repos []string, since uint64) (correlate.Facts, error) {
+	const chunk = 500
+	var out correlate.Facts
+	for start := 0; start < len(repos); start += chunk {
+		in := "repo IN (" + quoted(repos[start:min(start+chunk, len(repos))]) + ")"
+		written := func(table, key string) string {
+			return fmt.Sprintf("%s AND (repo, %s) IN (SELECT repo, %s FROM %s WHERE %s AND version > %d)",
+				in, key, key, s.table(table), in, since)
+		}
+		deps, err := retried(ctx, s, "read deployments", func() ([]correlate.Row[correlate.DeploymentFact], error) {
+			return s.deployments(ctx, written("deployments", "deployment_id"), false)
+		})
+		if err != nil {
+			return correlate.Facts{}, err
+		}
+		changes, err := retried(ctx, s, "read changes", func() ([]correlate.Row[correlate.ChangeFact], error) {
+			return s.changes(ctx, written("changes", "sha"), false)
+		})
+		if err != nil {
+			return correlate.Facts{}, err
+		}
+		out.Deployments, out.Changes = append(out.Deployments, deps...), append(out.Changes, changes...)
+	}
+	return out, nil
+}
+
 // quoted is a list of SQL string literals. Binding a slice gives an array,
 // which 18.16 refuses after IN; a literal list uses the primary key.
 func quoted(values []string) string {
@@ -181,19 +212,27 @@ func quoted(values []string) string {
 }
 
 // The reads of facts take a condition on the table's rows for the facts
-// to read.
+// to read, and whether to read only the live ones.
 
-func (s *Store) deployments(ctx context.Context, where string) ([]correlate.Row[correlate.DeploymentFact], error) {
+// liveOnly is the outer condition of a read of facts.
+func liveOnly(only bool) string {
+	if only {
+		return "live = 1"
+	}
+	return "1"
+}
+
+func (s *Store) deployments(ctx context.Context, where string, live bool) ([]correlate.Row[correlate.DeploymentFact], error) {
 	var out []correlate.Row[correlate.DeploymentFact]
 	err := s.query(ctx, "read deployments", `SELECT repo, deployment_id, service, environment, sha, status, finished_at,
-		production, rollback, failed, rework, changes, approximate, incidents, recovered_at FROM (
+		production, rollback, failed, rework, changes, approximate, incidents, recovered_at, live FROM (
 		SELECT * FROM `+s.table("deployments")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY repo, deployment_id, finished_at)
-		WHERE live = 1`, func(rows driver.Rows) error {
+		WHERE `+liveOnly(live), func(rows driver.Rows) error {
 		var d correlate.DeploymentFact
-		var prod, rb, failed, rework, approx uint8
+		var prod, rb, failed, rework, approx, isLive uint8
 		var changes, incidents uint32
 		if err := rows.Scan(&d.Repo, &d.ID, &d.Service, &d.Environment, &d.SHA, &d.Status, &d.FinishedAt,
-			&prod, &rb, &failed, &rework, &changes, &approx, &incidents, &d.RecoveredAt); err != nil {
+			&prod, &rb, &failed, &rework, &changes, &approx, &incidents, &d.RecoveredAt, &isLive); err != nil {
 			return err
 		}
 		d.Production, d.Rollback, d.Failed, d.Rework, d.Approximate = prod == 1, rb == 1, failed == 1, rework == 1, approx == 1
@@ -203,7 +242,7 @@ func (s *Store) deployments(ctx context.Context, where string) ([]correlate.Row[
 			t := d.RecoveredAt.UTC()
 			d.RecoveredAt = &t
 		}
-		out = append(out, correlate.Row[correlate.DeploymentFact]{Fact: d, Live: true})
+		out = append(out, correlate.Row[correlate.DeploymentFact]{Fact: d, Live: isLive == 1})
 		return nil
 	})
 	if err != nil {
@@ -212,17 +251,19 @@ func (s *Store) deployments(ctx context.Context, where string) ([]correlate.Row[
 	return out, nil
 }
 
-func (s *Store) changes(ctx context.Context, where string) ([]correlate.Row[correlate.ChangeFact], error) {
+func (s *Store) changes(ctx context.Context, where string, live bool) ([]correlate.Row[correlate.ChangeFact], error) {
 	var out []correlate.Row[correlate.ChangeFact]
-	err := s.query(ctx, "read changes", `SELECT repo, sha, deployment_id, committed_at, deployed_at FROM (
-		SELECT * FROM `+s.table("changes")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at) WHERE live = 1`,
+	err := s.query(ctx, "read changes", `SELECT repo, sha, deployment_id, committed_at, deployed_at, live FROM (
+		SELECT * FROM `+s.table("changes")+` WHERE `+where+` ORDER BY version DESC LIMIT 1 BY repo, sha, deployed_at)
+		WHERE `+liveOnly(live),
 		func(rows driver.Rows) error {
 			var c correlate.ChangeFact
-			if err := rows.Scan(&c.Repo, &c.SHA, &c.DeploymentID, &c.CommittedAt, &c.DeployedAt); err != nil {
+			var isLive uint8
+			if err := rows.Scan(&c.Repo, &c.SHA, &c.DeploymentID, &c.CommittedAt, &c.DeployedAt, &isLive); err != nil {
 				return err
 			}
 			c.CommittedAt, c.DeployedAt = c.CommittedAt.UTC(), c.DeployedAt.UTC()
-			out = append(out, correlate.Row[correlate.ChangeFact]{Fact: c, Live: true})
+			out = append(out, correlate.Row[correlate.ChangeFact]{Fact: c, Live: isLive == 1})
 			return nil
 		})
 	if err != nil {
