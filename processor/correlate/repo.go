@@ -27,12 +27,10 @@ type repoState struct {
 	commits map[string]*commit
 	// settled holds the ids of commits shipped by settled deployments (see
 	// settle): their facts are final, and a walk stops at them. settledOn
-	// lists them by the day (Unix days) of their deployment, and pendingOn
-	// the commits by the day of their time, so retention drops a day's worth
-	// at a time.
+	// lists them by the day (Unix days) of their deployment, so retention
+	// drops a day's worth at a time.
 	settled   map[uint64]struct{}
 	settledOn map[int32][]uint64
-	pendingOn map[int32][]string
 	merges    map[string]event.Merge
 	byHead    map[string][]string // merge shas by the merged branch's head
 	deploys   map[string]*deployState
@@ -143,7 +141,7 @@ type deployStatus struct {
 
 func newRepoState(name string) *repoState {
 	return &repoState{name: name, commits: map[string]*commit{}, settled: map[uint64]struct{}{},
-		settledOn: map[int32][]uint64{}, pendingOn: map[int32][]string{}, deployedOn: map[int32][]string{},
+		settledOn: map[int32][]uint64{}, deployedOn: map[int32][]string{},
 		merges: map[string]event.Merge{}, byHead: map[string][]string{}, deploys: map[string]*deployState{},
 		missing: map[string]*deployState{}, hosts: map[string]bool{}, ships: map[string]string{},
 		statusDirty: map[*deployState]bool{}, touchedDeps: map[*deployState]bool{}, touchedCommits: map[*commit]bool{}}
@@ -227,8 +225,6 @@ func (r *repoState) applyPush(p *event.Push) {
 		if n == nil {
 			n = &commit{sha: pc.SHA}
 			r.commits[pc.SHA] = n
-			day := unixDay(pc.Time)
-			r.pendingOn[day] = append(r.pendingOn[day], pc.SHA)
 		}
 		if !n.time.Equal(pc.Time) {
 			n.time, changed = pc.Time, true
@@ -736,7 +732,7 @@ func (r *repoState) drop(drop, abandoned time.Time) {
 		r.prod = slices.Delete(r.prod, 0, n)
 		r.pruned = true
 	}
-	dropDay, abandonedDay := unixDay(drop), unixDay(abandoned)
+	dropDay := unixDay(drop)
 	for day, ids := range r.deployedOn {
 		if day < dropDay {
 			for _, id := range ids {
@@ -755,14 +751,12 @@ func (r *repoState) drop(drop, abandoned time.Time) {
 			delete(r.settledOn, day)
 		}
 	}
-	for day, shas := range r.pendingOn {
-		if day < abandonedDay {
-			for _, sha := range shas {
-				if c := r.commits[sha]; c != nil && c.shipper == nil && c.time.Before(abandoned) {
-					delete(r.commits, sha)
-				}
-			}
-			delete(r.pendingOn, day)
+	// Commits never shipped. What is not settled is about a retention
+	// margin's worth of history and the commits never deployed, so looking
+	// at each once a day is cheap.
+	for sha, c := range r.commits {
+		if c.shipper == nil && !c.time.IsZero() && c.time.Before(abandoned) {
+			delete(r.commits, sha)
 		}
 	}
 }

@@ -398,10 +398,6 @@ func (s *Repos) Restored() {
 				}
 			}
 			c.handed = false
-			if c.shipper == nil {
-				day := unixDay(c.time)
-				r.pendingOn[day] = append(r.pendingOn[day], c.sha)
-			}
 		}
 		for m, merge := range r.merges {
 			r.byHead[merge.HeadSHA] = append(r.byHead[merge.HeadSHA], m)
