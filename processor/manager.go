@@ -41,7 +41,7 @@ type Manager struct {
 
 type worker struct {
 	proc   *Processor
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	done   chan struct{}
 }
 
@@ -93,7 +93,9 @@ func (m *Manager) Run(ctx context.Context) error {
 	m.membership = membership
 	m.mu.Unlock()
 	<-ctx.Done()
-	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// Leaving waits for the workers' snapshots at shutdown before it
+	// releases the leases.
+	leaveCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownSnapshot+10*time.Second)
 	defer cancel()
 	if err := membership.Leave(leaveCtx); err != nil {
 		m.logger.Warn("leaving the processor group", "err", err)
@@ -109,7 +111,7 @@ func (m *Manager) assign(ctx context.Context, owned []int) {
 	stopping := map[int]*worker{}
 	for p, w := range m.workers {
 		if !slices.Contains(owned, p) {
-			w.cancel()
+			w.cancel(ErrHandedOver)
 			stopping[p] = w
 			delete(m.workers, p)
 		}
@@ -149,7 +151,7 @@ func (m *Manager) assign(ctx context.Context, owned []int) {
 // start runs a worker, starting it afresh after a failure for as long as
 // it is owned.
 func (m *Manager) start(ctx context.Context, partition int) *worker {
-	wctx, cancel := context.WithCancel(ctx)
+	wctx, cancel := context.WithCancelCause(ctx)
 	opts := m.opts
 	opts.Partition = partition
 	w := &worker{proc: New(m.js, m.store, opts, m.metrics, m.logger), cancel: cancel, done: make(chan struct{})}
@@ -230,6 +232,7 @@ func (m *Manager) Rebuilt() RebuildStats {
 		r := w.proc.Rebuilt()
 		sum.FromSnapshot = sum.FromSnapshot || r.FromSnapshot
 		sum.Events += r.Events
+		sum.Remembered += r.Remembered
 		sum.Written += r.Written
 		sum.Took = max(sum.Took, r.Took)
 	}

@@ -291,11 +291,28 @@ func (p *Processor) Run(ctx context.Context) error {
 			sleep(ctx, time.Second)
 		}
 	}
-	// No snapshot at stop: the next owner refolds from the last one up to
-	// the checkpoint, and a stop must be quick (the lease is handed over
-	// as soon as it returns).
+	// Handing a lease over, no snapshot: the stop must be quick (the lease
+	// goes as soon as it returns), and the next owner refolds from the last
+	// one up to the checkpoint. Shutting down, a snapshot of the state as
+	// written spares the successor that refold (after a backfill, the
+	// whole burst).
+	if !p.stale && !errors.Is(context.Cause(ctx), ErrHandedOver) {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownSnapshot)
+		defer cancel()
+		if err := p.saveSnapshot(sctx); err != nil {
+			p.logger.Warn("snapshot at shutdown failed; the next start folds more of the stream", "err", err)
+		}
+	}
 	return nil
 }
+
+// ErrHandedOver is the cause a worker is stopped with when its lease
+// moves to another process.
+var ErrHandedOver = errors.New("processor: lease handed over")
+
+// shutdownSnapshot bounds the snapshot a worker takes when the process
+// shuts down (within a container's usual 30 s grace period).
+const shutdownSnapshot = 20 * time.Second
 
 func (p *Processor) consumer(ctx context.Context, stream, name string, subjects []string) (jetstream.Consumer, error) {
 	cons, err := p.js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
@@ -346,20 +363,42 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	if err != nil {
 		return err
 	}
-	got, last, _ := p.take(ctx, linkBatch, bus.LinkStream, p.foldLink)
+	got, last, _, _ := p.take(ctx, linkBatch, bus.LinkStream, p.foldLink)
 	pos.Links = max(pos.Links, last)
 	wait := p.opts.FlushInterval
 	if len(got) > 0 {
 		wait = time.Millisecond
 	}
-	eventBatch, err := events.Fetch(p.opts.BatchSize, jetstream.FetchMaxWait(wait))
-	if err != nil {
-		return err
+	fetchErrs := []error{linkBatch.Error()}
+	// Behind (a backlog, a backfill), a fetch returns what the server
+	// delivers within the wait, a fraction of a batch: the batch is filled
+	// for a little longer, so that its write and checkpoint are shared by
+	// more events. Live, nothing is pending and the batch goes at once.
+	var newest time.Time
+	fill := time.Now().Add(min(4*p.opts.FlushInterval, p.opts.AckWait/4))
+	for taken := 0; ; {
+		eventBatch, err := events.Fetch(p.opts.BatchSize-taken, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			if len(got) == 0 {
+				return err
+			}
+			fetchErrs = append(fetchErrs, err)
+			break
+		}
+		folded, last, latest, pending := p.take(ctx, eventBatch, bus.EventStream, p.foldEvent)
+		got = append(got, folded...)
+		taken += len(folded)
+		pos.Events = max(pos.Events, last)
+		if latest.After(newest) {
+			newest = latest
+		}
+		fetchErrs = append(fetchErrs, eventBatch.Error())
+		if pending == 0 || taken >= p.opts.BatchSize || time.Now().After(fill) || ctx.Err() != nil {
+			break
+		}
+		wait = p.opts.FlushInterval
 	}
-	folded, last, newest := p.take(ctx, eventBatch, bus.EventStream, p.foldEvent)
-	got = append(got, folded...)
-	pos.Events = max(pos.Events, last)
-	for _, err := range []error{linkBatch.Error(), eventBatch.Error()} {
+	for _, err := range fetchErrs {
 		if err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) {
 			p.logger.Warn("fetch ended early", "err", err)
 		}
@@ -418,14 +457,16 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 
 // take folds the usable messages of a fetch, setting aside those that will
 // never fold, and returns those to acknowledge, the last stream sequence
-// folded, and the newest message's time.
+// folded, the newest message's time, and how many messages the consumer
+// has yet to deliver.
 func (p *Processor) take(ctx context.Context, batch jetstream.MessageBatch, stream string,
-	fold func(m jetstream.Msg, data []byte) error) (got []jetstream.Msg, last uint64, newest time.Time) {
+	fold func(m jetstream.Msg, data []byte) error) (got []jetstream.Msg, last uint64, newest time.Time, pending uint64) {
 	for m := range batch.Messages() {
 		meta, ok := p.usable(ctx, m)
 		if !ok {
 			continue
 		}
+		pending = meta.NumPending
 		if stream == bus.LinkStream && meta.Sequence.Stream <= p.pos.Links {
 			// Folded already (its acknowledgement was lost): folding it
 			// again after newer links would undo them.
@@ -448,7 +489,7 @@ func (p *Processor) take(ctx context.Context, batch jetstream.MessageBatch, stre
 			newest = meta.Timestamp
 		}
 	}
-	return got, last, newest
+	return got, last, newest, pending
 }
 
 // foldLink folds a link another stage handed on; an error means it never
