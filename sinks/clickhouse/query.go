@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -24,16 +25,6 @@ func (s *Store) Aggregates(ctx context.Context, since, until time.Time, team str
 	if team != "" {
 		scope = dora.OneTeam(team)
 	}
-	perTeam := map[string]*dora.Aggregates{}
-	total := &dora.Aggregates{}
-	get := func(team string) *dora.Aggregates {
-		a := perTeam[team]
-		if a == nil {
-			a = &dora.Aggregates{}
-			perTeam[team] = a
-		}
-		return a
-	}
 	queries := []struct {
 		what, sql string
 		fields    func(a *dora.Aggregates) []*uint64
@@ -46,13 +37,48 @@ func (s *Store) Aggregates(ctx context.Context, since, until time.Time, team str
 			return []*uint64{&a.Incidents, &a.Resolved, &a.TimeToRestoreMedianSeconds}
 		}},
 	}
-	for _, q := range queries {
-		var totals []*uint64
-		if team == "" {
-			totals = q.fields(total)
+	// The queries read different tables: they run side by side, each into
+	// aggregates of its own, which are then put together.
+	type result struct {
+		perTeam map[string]*dora.Aggregates
+		total   dora.Aggregates
+		err     error
+	}
+	results := make([]result, len(queries))
+	var wg sync.WaitGroup
+	for i, q := range queries {
+		wg.Go(func() {
+			res := &results[i]
+			res.perTeam = map[string]*dora.Aggregates{}
+			var totals []*uint64
+			if team == "" {
+				totals = q.fields(&res.total)
+			}
+			res.err = s.scanTeams(ctx, q.what, q.sql, func(team string) []*uint64 {
+				a := res.perTeam[team]
+				if a == nil {
+					a = &dora.Aggregates{}
+					res.perTeam[team] = a
+				}
+				return q.fields(a)
+			}, totals)
+		})
+	}
+	wg.Wait()
+	perTeam := map[string]*dora.Aggregates{}
+	total := &dora.Aggregates{}
+	for i, q := range queries {
+		if results[i].err != nil {
+			return nil, nil, results[i].err
 		}
-		if err := s.scanTeams(ctx, q.what, q.sql, func(team string) []*uint64 { return q.fields(get(team)) }, totals); err != nil {
-			return nil, nil, err
+		copyFields(q.fields(total), q.fields(&results[i].total))
+		for name, a := range results[i].perTeam {
+			dst := perTeam[name]
+			if dst == nil {
+				dst = &dora.Aggregates{}
+				perTeam[name] = dst
+			}
+			copyFields(q.fields(dst), q.fields(a))
 		}
 	}
 	if team != "" {
@@ -61,6 +87,12 @@ func (s *Store) Aggregates(ctx context.Context, since, until time.Time, team str
 		}
 	}
 	return perTeam, total, nil
+}
+
+func copyFields(dst, src []*uint64) {
+	for i := range dst {
+		*dst[i] = *src[i]
+	}
 }
 
 // scanTeams runs a query whose first column is the team and the others
