@@ -512,24 +512,8 @@ func (s *Repos) Remember(stored Facts, repos []string) {
 // where the flush finds them changed; every other fact stays as the
 // snapshot has it. The cost is what was written since, not the history.
 func (s *Repos) RememberWritten(stored Facts) {
-	deps := map[DeploymentKey][]DeploymentFact{}
-	for _, row := range stored.Deployments {
-		k := row.Fact.Key()
-		if row.Live {
-			deps[k] = append(deps[k], row.Fact)
-		} else if deps[k] == nil {
-			deps[k] = []DeploymentFact{}
-		}
-	}
-	changes := map[ChangeKey][]ChangeFact{}
-	for _, row := range stored.Changes {
-		k := row.Fact.Key()
-		if row.Live {
-			changes[k] = append(changes[k], row.Fact)
-		} else if changes[k] == nil {
-			changes[k] = []ChangeFact{}
-		}
-	}
+	deps := liveByKey(stored.Deployments, DeploymentFact.Key)
+	changes := liveByKey(stored.Changes, ChangeFact.Key)
 	for _, k := range sortedBy(deps, DeploymentKey.Compare) {
 		facts := deps[k]
 		r := s.repo(k.Repo)
@@ -587,6 +571,21 @@ func (s *Repos) RememberWritten(stored Facts) {
 		r.reship = true
 		s.touch(k.Repo)
 	}
+}
+
+// liveByKey groups the live facts of rows by key; a key whose rows are
+// all retracted maps to none.
+func liveByKey[F any, K comparable](rows []Row[F], key func(F) K) map[K][]F {
+	out := map[K][]F{}
+	for _, row := range rows {
+		k := key(row.Fact)
+		if row.Live {
+			out[k] = append(out[k], row.Fact)
+		} else if out[k] == nil {
+			out[k] = []F{}
+		}
+	}
+	return out
 }
 
 // Touched are the repositories folded into since the last flush.
