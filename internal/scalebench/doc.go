@@ -236,7 +236,7 @@ func WriteDoc(ctx context.Context, r *Result, path string) error {
 		}
 		p("\n")
 	}
-	p("\nA worker's rebuild restores its snapshot, folds the streams again from the snapshot's positions to its checkpoint (\"events refolded\") and reads the stored facts of the repositories and incidents that refold touched (\"stored facts read\"); after SIGKILL the new process first waits for the dead one's leases to expire (lease TTL %s), and what the dead one had fetched but not acknowledged is delivered again only after the ack wait (%s).\n\n",
+	p("\nA worker's rebuild restores its snapshot, folds the streams again from the snapshot's positions to its checkpoint (\"events refolded\") and reads the stored facts written since the snapshot, and those of the incidents the refold touched (\"stored facts read\"); a clean stop snapshots first, so its successor refolds nothing; after SIGKILL the new process first waits for the dead one's leases to expire (lease TTL %s), and what the dead one had fetched but not acknowledged is delivered again only after the ack wait (%s).\n\n",
 		config.Default().Processor.LeaseTTL, ackWait(size))
 
 	p("## Queries over what the processor stored\n\nWindows end at %s; 10 samples each; `--team` is %s. Rows: deployment and change rows of the window, every version.\n\n",

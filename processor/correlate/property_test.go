@@ -441,29 +441,48 @@ func TestRestartRemembersTheStore(t *testing.T) {
 			write(f)
 			checkpoint = crashAt
 		}
-		// The successor refolds everything up to the checkpoint, and some
-		// of what came after (the stream up to a checkpoint can hold
-		// messages nobody processed yet), remembers what the store holds
-		// of what it refolded, then gets everything again.
-		for i, e := range arrival[snapAt:] {
-			if snapAt+i < checkpoint || rapid.Bool().Draw(t, "refolded") {
-				snap.Apply(e)
+		// A successor refolds everything up to the checkpoint, and some of
+		// what came after (the stream up to a checkpoint can hold messages
+		// nobody processed yet), remembers what the store holds of what it
+		// refolded, then gets everything again. An earlier successor may
+		// have done the same from the same snapshot and checkpoint, and
+		// been stopped while it wrote.
+		refolded := make([]bool, len(arrival)-snapAt)
+		for i := range refolded {
+			refolded[i] = snapAt+i < checkpoint || rapid.Bool().Draw(t, "refolded")
+		}
+		onlyWritten := rapid.Bool().Draw(t, "only what was written since")
+		rebuild := func() *State {
+			s := snapshotRoundTrip(t, testConfig(), snap)
+			for i, e := range arrival[snapAt:] {
+				if refolded[i] {
+					s.Apply(e)
+				}
 			}
-		}
-		repos, incidents := snap.Repos.Touched(), snap.Attribution.Touched()
-		held := stored.facts()
-		var mine []Row[IncidentFact]
-		for _, r := range held.Incidents {
-			if slices.Contains(incidents, r.Fact.ID) {
-				mine = append(mine, r)
+			repos, incidents := s.Repos.Touched(), s.Attribution.Touched()
+			held := stored.facts()
+			var mine []Row[IncidentFact]
+			for _, r := range held.Incidents {
+				if slices.Contains(incidents, r.Fact.ID) {
+					mine = append(mine, r)
+				}
 			}
+			if onlyWritten {
+				s.Repos.RememberWritten(stored.writtenSince(writtenAt, written, snapWrites, repos))
+			} else {
+				s.Repos.Remember(held, repos)
+			}
+			s.Attribution.Remember(mine, incidents)
+			return s
 		}
-		if rapid.Bool().Draw(t, "only what was written since") {
-			snap.Repos.RememberWritten(stored.writtenSince(writtenAt, written, snapWrites, repos))
-		} else {
-			snap.Repos.Remember(held, repos)
+		if rapid.Bool().Draw(t, "an earlier rebuild cut short") {
+			f := rebuild().Flush()
+			f.Deployments = rapid.SampledFrom([][]Row[DeploymentFact]{nil, f.Deployments[:len(f.Deployments)/2], f.Deployments}).Draw(t, "rebuild's deployments written")
+			f.Changes = rapid.SampledFrom([][]Row[ChangeFact]{nil, f.Changes[:len(f.Changes)/2], f.Changes}).Draw(t, "rebuild's changes written")
+			f.Days = nil
+			write(f)
 		}
-		snap.Attribution.Remember(mine, incidents)
+		snap = rebuild()
 		write(snap.Flush())
 		for _, e := range rapid.Permutation(arrival[snapAt:]).Draw(t, "redelivered") {
 			snap.Apply(e)
