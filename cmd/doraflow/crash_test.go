@@ -154,8 +154,12 @@ func TestProcessorSurvivesSIGKILL(t *testing.T) {
 			break
 		}
 		if waitCtx.Err() != nil {
-			t.Fatalf("after %d kills ClickHouse holds other facts than a clean run: %d vs %d rows\nfirst difference: %s",
-				kills, len(g), len(w), firstDifference(g, w))
+			dead := "unknown"
+			if dlq, err := natsSrv.JS.Stream(ctx, bus.DeadLetterStream); err == nil {
+				dead = fmt.Sprint(dlq.CachedInfo().State.Msgs)
+			}
+			t.Fatalf("after %d kills ClickHouse holds other facts than a clean run: %d vs %d rows (%s dead-lettered)\nfirst difference: %s",
+				kills, len(g), len(w), dead, firstDifference(g, w))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
