@@ -472,16 +472,7 @@ func (s *Repos) Remember(stored Facts, repos []string) {
 			r.touchCommit(c)
 		}
 		for _, f := range deps[name] {
-			d := r.deploys[f.ID]
-			if d == nil || d.emittedLive {
-				r.strays.Deployments = append(r.strays.Deployments, Row[DeploymentFact]{Fact: f})
-				continue
-			}
-			d.emitted, d.emittedLive = f, true
-			if s.countsApproximate(f) {
-				s.approximate++
-			}
-			r.days.Add(f, +1)
+			s.rememberDeployment(r, r.deploys[f.ID], f)
 		}
 		for _, f := range changes[name] {
 			c := r.commits[f.SHA]
@@ -529,17 +520,7 @@ func (s *Repos) RememberWritten(stored Facts) {
 			r.touchDep(d)
 		}
 		for _, f := range facts {
-			if d == nil || d.emittedLive {
-				r.strays.Deployments = append(r.strays.Deployments, Row[DeploymentFact]{Fact: f})
-				continue
-			}
-			d.emitted, d.emittedLive = f, true
-			if s.countsApproximate(f) {
-				s.approximate++
-			}
-			if !s.frozen(f.FinishedAt) {
-				r.days.Add(f, +1)
-			}
+			s.rememberDeployment(r, d, f)
 		}
 		r.reship = true
 		s.touch(k.Repo)
@@ -570,6 +551,23 @@ func (s *Repos) RememberWritten(stored Facts) {
 		}
 		r.reship = true
 		s.touch(k.Repo)
+	}
+}
+
+// rememberDeployment makes the stored live fact f what was last handed out
+// for d, or a stray to retract if the stage does not hold d or already
+// took another stored row for it.
+func (s *Repos) rememberDeployment(r *repoState, d *deployState, f DeploymentFact) {
+	if d == nil || d.emittedLive {
+		r.strays.Deployments = append(r.strays.Deployments, Row[DeploymentFact]{Fact: f})
+		return
+	}
+	d.emitted, d.emittedLive = f, true
+	if s.countsApproximate(f) {
+		s.approximate++
+	}
+	if !s.frozen(f.FinishedAt) {
+		r.days.Add(f, +1)
 	}
 }
 
