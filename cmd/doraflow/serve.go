@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,19 +28,7 @@ and --role processor run one side each against an external NATS.`,
 			if role != serve.RoleAll && cfg.NATSURL == "" {
 				return fmt.Errorf("%w: --role %s needs an external NATS (DORAFLOW_NATS_URL) shared with the other role", errConfig, role)
 			}
-			ctx := cmd.Context()
-			srv, err := serve.Start(ctx, cfg, role, newLogger())
-			if err != nil {
-				return err
-			}
-			select {
-			case <-ctx.Done():
-			case err = <-srv.Err():
-			}
-			stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			srv.Stop(stopCtx)
-			return err
+			return serve.Run(cmd.Context(), cfg, role, newLogger())
 		},
 	}
 	cmd.Flags().String("role", "all", "which parts to run: all, collector or processor")

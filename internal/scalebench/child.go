@@ -109,17 +109,7 @@ func runProcessor() (err error) {
 	}
 	// Debug: the processor logs each snapshot it writes, with its size.
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := serve.Start(ctx, cfg, serve.RoleProcessor, logger)
-	if err != nil {
-		return err
-	}
-	select {
-	case <-ctx.Done():
-	case err = <-srv.Err():
-	}
-	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv.Stop(stopCtx)
+	err = serve.Run(ctx, cfg, serve.RoleProcessor, logger)
 	if path := os.Getenv(heapProfileEnv); path != "" {
 		err = errors.Join(err, writeHeapProfile(path))
 	}

@@ -150,6 +150,23 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	return s, nil
 }
 
+// Run serves role until ctx is done or a part fails, then stops it (within
+// 30 s) and returns the failure, if any.
+func Run(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) error {
+	srv, err := Start(ctx, cfg, role, logger)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-srv.Err():
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv.Stop(stopCtx)
+	return err
+}
+
 // ProcessorOptions are the processor's options from the configuration,
 // with a compare API client for each Git host that has a token.
 func ProcessorOptions(cfg config.Config) (processor.Options, error) {
