@@ -97,6 +97,16 @@ type commit struct {
 
 const pushPrevConflict = "\x00"
 
+// handedOut records f as the change fact last handed out for the commit
+// (nil: none).
+func (c *commit) handedOut(f *ChangeFact) {
+	if f == nil {
+		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+		return
+	}
+	c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, f.DeploymentID, f.DeployedAt, f.CommittedAt
+}
+
 // emittedFact is the change fact last handed out for the commit.
 func (c *commit) emittedFact(repo string) ChangeFact {
 	return ChangeFact{Repo: repo, SHA: c.sha, DeploymentID: c.emittedID, CommittedAt: c.emittedCommit, DeployedAt: c.emittedAt}

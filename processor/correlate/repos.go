@@ -267,9 +267,9 @@ func (s *Repos) emitChange(r *repoState, c *commit, out *Facts) {
 	old := c.emittedFact(r.name)
 	hadOld := c.emitted && !s.frozen(old.DeployedAt)
 	if c.shipper != nil && c.counted {
-		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, cur.DeploymentID, cur.DeployedAt, cur.CommittedAt
+		c.handedOut(&cur)
 	} else {
-		c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+		c.handedOut(nil)
 	}
 	rows := handOut(old, hadOld, cur, hasCur, sameChange, func(f ChangeFact) time.Time { return f.DeployedAt })
 	if len(rows) == 0 {
@@ -468,7 +468,7 @@ func (s *Repos) Remember(stored Facts, repos []string) {
 			r.touchDep(d)
 		}
 		for _, c := range r.commits {
-			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+			c.handedOut(nil)
 			r.touchCommit(c)
 		}
 		for _, f := range deps[name] {
@@ -482,7 +482,7 @@ func (s *Repos) Remember(stored Facts, repos []string) {
 			case c == nil || c.emitted:
 				r.strays.Changes = append(r.strays.Changes, Row[ChangeFact]{Fact: f})
 			default:
-				c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, f.DeploymentID, f.DeployedAt, f.CommittedAt
+				c.handedOut(&f)
 				r.days.AddChange(f, +1)
 			}
 		}
@@ -536,7 +536,7 @@ func (s *Repos) RememberWritten(stored Facts) {
 			if old := c.emittedFact(r.name); c.emitted && !s.frozen(old.DeployedAt) {
 				r.days.AddChange(old, -1)
 			}
-			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = false, "", time.Time{}, time.Time{}
+			c.handedOut(nil)
 			r.touchCommit(c)
 		}
 		for _, f := range facts {
@@ -544,7 +544,7 @@ func (s *Repos) RememberWritten(stored Facts) {
 				r.strays.Changes = append(r.strays.Changes, Row[ChangeFact]{Fact: f})
 				continue
 			}
-			c.emitted, c.emittedID, c.emittedAt, c.emittedCommit = true, f.DeploymentID, f.DeployedAt, f.CommittedAt
+			c.handedOut(&f)
 			if !s.frozen(f.DeployedAt) {
 				r.days.AddChange(f, +1)
 			}
