@@ -84,7 +84,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	// Leases 0..Partitions-1 are the repository stages, Partitions the
 	// attribution stage.
 	membership, err := bus.Join(ctx, m.js, bus.MembershipOptions{Group: "processor", Partitions: m.opts.Partitions + 1,
-		TTL: m.opts.LeaseTTL, Logger: m.logger},
+		TTL: m.opts.LeaseTTL, Replicas: m.opts.Replicas, Logger: m.logger},
 		func(owned []int) { m.assign(ctx, owned) })
 	if err != nil {
 		return fmt.Errorf("processor: join: %w", err)

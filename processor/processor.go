@@ -65,6 +65,8 @@ type Options struct {
 	Partitions int
 	// LeaseTTL: how long a dead processor's partitions stay leased.
 	LeaseTTL time.Duration
+	// Replicas of the lease bucket, as of every stream (nats.replicas).
+	Replicas int
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.

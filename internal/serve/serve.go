@@ -200,6 +200,7 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 		Comparers:        comparers,
 		Partitions:       cfg.Processor.Partitions,
 		LeaseTTL:         cfg.Processor.LeaseTTL,
+		Replicas:         cfg.NATS.Replicas,
 	}, nil
 }
 
@@ -267,7 +268,7 @@ const headerRoom = 1 << 20
 // delivery of the largest body allowed (an external server's own limit is
 // read at connect; larger messages go by reference, see bus.PublishAll).
 func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
-	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom, Logger: logger}
+	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom, Replicas: cfg.NATS.Replicas, Logger: logger}
 }
 
 func natsDesc(url string) string {

@@ -213,26 +213,81 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 		},
 	} {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("bus: stream %s: %w", cfg.Name, err)
+			return fmt.Errorf("bus: stream %s: %w", cfg.Name, replicasHint(err, replicas))
+		}
+		if err := awaitReplicas(ctx, js, cfg.Name, replicas); err != nil {
+			return err
 		}
 	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      StateBucket,
-		Description: "processor state snapshots: a restart folds only the events after them",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}); err != nil {
-		return fmt.Errorf("bus: object store %s: %w", StateBucket, err)
-	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      PayloadBucket,
-		Description: "data of messages too large for the connection's max_payload, named by their SHA-256",
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	}); err != nil {
-		return fmt.Errorf("bus: object store %s: %w", PayloadBucket, err)
+	for _, cfg := range []jetstream.ObjectStoreConfig{
+		{
+			Bucket:      StateBucket,
+			Description: "processor state snapshots: a restart folds only the events after them",
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		},
+		{
+			Bucket:      PayloadBucket,
+			Description: "data of messages too large for the connection's max_payload, named by their SHA-256",
+			Storage:     jetstream.FileStorage,
+			Replicas:    replicas,
+		},
+	} {
+		if _, err := js.CreateOrUpdateObjectStore(ctx, cfg); err != nil {
+			return fmt.Errorf("bus: object store %s: %w", cfg.Bucket, replicasHint(err, replicas))
+		}
+		if err := awaitReplicas(ctx, js, "OBJ_"+cfg.Bucket, replicas); err != nil {
+			return err
+		}
 	}
 	return ensureProcessorStreams(ctx, js, replicas)
+}
+
+// replicasWait bounds how long a start waits for a stream's copies.
+const replicasWait = 30 * time.Second
+
+// awaitReplicas waits until the stream has a leader and every other copy is
+// current. Right after a stream gains replicas the cluster moves it to a
+// new peer set, and a publish in that moment can go unanswered.
+func awaitReplicas(ctx context.Context, js jetstream.JetStream, name string, replicas int) error {
+	if replicas <= 1 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, replicasWait)
+	defer cancel()
+	for {
+		stream, err := js.Stream(ctx, name)
+		if err == nil && replicasCurrent(stream.CachedInfo(), replicas) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bus: stream %s: %d replicas not all current after %s (last error: %v): are %d JetStream nodes up?", name, replicas, replicasWait, err, replicas)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func replicasCurrent(info *jetstream.StreamInfo, replicas int) bool {
+	if info.Cluster == nil || info.Cluster.Leader == "" || len(info.Cluster.Replicas) < replicas-1 {
+		return false
+	}
+	for _, r := range info.Cluster.Replicas {
+		if !r.Current {
+			return false
+		}
+	}
+	return true
+}
+
+// replicasHint says which setting to change when the server refuses the
+// replicas asked for: a single server holds one copy, a cluster at most as
+// many as it has nodes.
+func replicasHint(err error, replicas int) error {
+	if replicas <= 1 || !strings.Contains(strings.ToLower(err.Error()), "replica") {
+		return err
+	}
+	return fmt.Errorf("%w (nats.replicas is %d: the server must be a JetStream cluster of at least %d nodes; set nats.replicas, DORAFLOW_NATS_REPLICAS, to 1 on a single server)", err, replicas, replicas)
 }
 
 // ClientURL is where another process can connect to the embedded server

@@ -36,7 +36,10 @@ func ensureProcessorStreams(ctx context.Context, js jetstream.JetStream, replica
 		Duplicates:  DuplicateWindow,
 		Replicas:    replicas,
 	}); err != nil {
-		return fmt.Errorf("bus: stream %s: %w", LinkStream, err)
+		return fmt.Errorf("bus: stream %s: %w", LinkStream, replicasHint(err, replicas))
+	}
+	if err := awaitReplicas(ctx, js, LinkStream, replicas); err != nil {
+		return err
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      CheckpointBucket,
@@ -44,7 +47,10 @@ func ensureProcessorStreams(ctx context.Context, js jetstream.JetStream, replica
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 	}); err != nil {
-		return fmt.Errorf("bus: key-value bucket %s: %w", CheckpointBucket, err)
+		return fmt.Errorf("bus: key-value bucket %s: %w", CheckpointBucket, replicasHint(err, replicas))
+	}
+	if err := awaitReplicas(ctx, js, "KV_"+CheckpointBucket, replicas); err != nil {
+		return err
 	}
 	return nil
 }

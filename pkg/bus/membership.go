@@ -161,7 +161,10 @@ func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, o
 		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("bus: membership: bucket %s: %w", bucket, err)
+		return nil, fmt.Errorf("bus: membership: bucket %s: %w", bucket, replicasHint(err, opts.Replicas))
+	}
+	if err := awaitReplicas(ctx, js, "KV_"+bucket, opts.Replicas); err != nil {
+		return nil, err
 	}
 	m := &Membership{
 		kv:       kv,

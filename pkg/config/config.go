@@ -22,6 +22,7 @@ import (
 type Config struct {
 	Listen        string `yaml:"listen"`
 	NATSURL       string `yaml:"nats_url"`
+	NATS          NATS   `yaml:"nats"`
 	DataDir       string `yaml:"data_dir"`
 	ClickHouseDSN string `yaml:"clickhouse_dsn"`
 
@@ -41,6 +42,14 @@ type Config struct {
 
 	Collector CollectorLimits `yaml:"collector"`
 	Processor Processor       `yaml:"processor"`
+}
+
+// NATS configures what doraflow creates on the bus.
+type NATS struct {
+	// Replicas of every stream, key-value bucket and object store doraflow
+	// creates: 1 on a single server (the embedded one), 3 (or 5) on a
+	// JetStream cluster, so losing a node loses nothing acknowledged.
+	Replicas int `yaml:"replicas"`
 }
 
 // GitHub configures the GitHub collector.
@@ -152,6 +161,7 @@ const Unassigned = "unassigned"
 func Default() Config {
 	return Config{
 		Listen:           ":8080",
+		NATS:             NATS{Replicas: 1},
 		DataDir:          ".doraflow",
 		ClickHouseDSN:    "clickhouse://127.0.0.1:9000/doraflow",
 		Environments:     Environments{Production: []string{"production", "prod", "prd", "live"}},
@@ -231,6 +241,13 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		}
 		c.Processor.Partitions = n
 	}
+	if v := getenv("DORAFLOW_NATS_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: DORAFLOW_NATS_REPLICAS=%q: want a whole number", v)
+		}
+		c.NATS.Replicas = n
+	}
 	return nil
 }
 
@@ -261,6 +278,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Collector.PublishTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("collector.publish_timeout: %s; must be positive", c.Collector.PublishTimeout))
+	}
+	switch r := c.NATS.Replicas; {
+	case r < 1 || r > 5:
+		errs = append(errs, fmt.Errorf("nats.replicas: %d; must be between 1 and 5 (JetStream's limit): 1 on a single server, 3 on a cluster", r))
+	case r > 1 && c.NATSURL == "":
+		errs = append(errs, fmt.Errorf("nats.replicas: %d, but nats_url is empty, so the bus is the embedded single server, which holds one copy; set nats_url to a JetStream cluster or replicas to 1", r))
 	}
 	if c.Processor.BatchSize <= 0 {
 		errs = append(errs, fmt.Errorf("processor.batch_size: %d; must be positive", c.Processor.BatchSize))

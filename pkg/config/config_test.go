@@ -49,6 +49,12 @@ processor:
 			env: map[string]string{"DORAFLOW_MAX_INFLIGHT_BYTES": "0"}, errs: []string{"collector.max_inflight_bytes: 0"}},
 		{name: "bad in-flight budget variable", env: map[string]string{"DORAFLOW_MAX_INFLIGHT_BYTES": "1GB"}, errs: []string{"DORAFLOW_MAX_INFLIGHT_BYTES"}},
 		{name: "in-flight budget equal to the body limit", yaml: "collector:\n  max_body_bytes: 1000\n  max_inflight_bytes: 1000\n"},
+		{name: "replicas on a cluster", yaml: "nats_url: nats://a:4222\nnats:\n  replicas: 3\n"},
+		{name: "replicas from the environment", env: map[string]string{"DORAFLOW_NATS_URL": "nats://a:4222", "DORAFLOW_NATS_REPLICAS": "3"}},
+		{name: "replicas on the embedded server", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "3"},
+			errs: []string{"nats.replicas: 3, but nats_url is empty"}},
+		{name: "too many replicas", yaml: "nats_url: nats://a:4222\nnats:\n  replicas: 7\n", errs: []string{"nats.replicas: 7; must be between 1 and 5"}},
+		{name: "bad replicas variable", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "three"}, errs: []string{"DORAFLOW_NATS_REPLICAS"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
