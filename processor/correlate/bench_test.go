@@ -2,6 +2,7 @@ package correlate
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -85,8 +86,18 @@ func BenchmarkFlush(b *testing.B) {
 				h.fold(batch)
 			}
 			b.ReportMetric(float64(events)/float64(b.N), "events/batch")
+			b.ReportMetric(liveHeapMB(), "live-MB")
 		})
 	}
+}
+
+// liveHeapMB is the heap the state holds after a collection: what the
+// history retained costs in memory.
+func liveHeapMB() float64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return float64(m.HeapAlloc) / 1e6
 }
 
 // BenchmarkSnapshot encodes the hot part of every repository of a state

@@ -26,15 +26,13 @@ type repoState struct {
 	name    string
 	commits map[string]*commit
 	// settled holds the ids of commits shipped by settled deployments (see
-	// settle): their facts are final, and a walk stops at them. settledOn
-	// lists them by the day (Unix days) of their deployment, so retention
-	// drops a day's worth at a time.
-	settled   map[uint64]struct{}
-	settledOn map[int32][]uint64
-	merges    map[string]event.Merge
-	byHead    map[string][]string // merge shas by the merged branch's head
-	deploys   map[string]*deployState
-	prod      []*deployState // production deployments in (time, id) order
+	// settle), by the day (Unix days) of their deployment: their facts are
+	// final, and a walk stops at them.
+	settled settledSet
+	merges  map[string]event.Merge
+	byHead  map[string][]string // merge shas by the merged branch's head
+	deploys map[string]*deployState
+	prod    []*deployState // production deployments in (time, id) order
 	// missing: shas a walk ended at without knowing the commit, with the
 	// earliest deployment whose walk did: when the commit arrives, that is
 	// where the walk must start again.
@@ -150,9 +148,9 @@ type deployStatus struct {
 }
 
 func newRepoState(name string) *repoState {
-	return &repoState{name: name, commits: map[string]*commit{}, settled: map[uint64]struct{}{},
-		settledOn: map[int32][]uint64{}, deployedOn: map[int32][]string{},
-		merges: map[string]event.Merge{}, byHead: map[string][]string{}, deploys: map[string]*deployState{},
+	return &repoState{name: name, commits: map[string]*commit{}, settled: newSettledSet(),
+		deployedOn: map[int32][]string{},
+		merges:     map[string]event.Merge{}, byHead: map[string][]string{}, deploys: map[string]*deployState{},
 		missing: map[string]*deployState{}, hosts: map[string]bool{}, ships: map[string]string{},
 		statusDirty: map[*deployState]bool{}, touchedDeps: map[*deployState]bool{}, touchedCommits: map[*commit]bool{}}
 }
@@ -170,8 +168,7 @@ func shaHash(sha string) uint64 {
 }
 
 func (r *repoState) isSettled(sha string) bool {
-	_, ok := r.settled[shaHash(sha)]
-	return ok
+	return r.settled.has(shaHash(sha))
 }
 
 // covered: a walk stops here, an earlier deployment reached it.
@@ -716,11 +713,7 @@ func (r *repoState) settleOne(d *deployState) {
 }
 
 func (r *repoState) settle1(sha string, day int32) {
-	h := shaHash(sha)
-	if _, ok := r.settled[h]; !ok {
-		r.settled[h] = struct{}{}
-		r.settledOn[day] = append(r.settledOn[day], h)
-	}
+	r.settled.add(shaHash(sha), day)
 }
 
 // drop forgets what retention no longer keeps: production deployments (all
@@ -753,14 +746,7 @@ func (r *repoState) drop(drop, abandoned time.Time) {
 			delete(r.deployedOn, day)
 		}
 	}
-	for day, hashes := range r.settledOn {
-		if day < dropDay {
-			for _, h := range hashes {
-				delete(r.settled, h)
-			}
-			delete(r.settledOn, day)
-		}
-	}
+	r.settled.dropBefore(dropDay)
 	// Commits never shipped. What is not settled is about a retention
 	// margin's worth of history and the commits never deployed, so looking
 	// at each once a day is cheap.

@@ -212,7 +212,7 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 			snap.Days.Days[day] = t
 		}
 	}
-	for day, hashes := range r.settledOn {
+	for day, hashes := range r.settled.byDay {
 		if !r.coldDay(day) {
 			snap.SettledDays = append(snap.SettledDays, day)
 			snap.SettledIDs = append(snap.SettledIDs, hashes)
@@ -244,7 +244,7 @@ func (s *Repos) EncodeCold(month int32) ([]byte, error) {
 	for _, name := range sortedKeys(s.repos) {
 		r := s.repos[name]
 		cr := coldRepo{Name: name, Days: RepoDays{Days: map[int32]*dayTally{}}}
-		for day, hashes := range r.settledOn {
+		for day, hashes := range r.settled.byDay {
 			if monthOf(day) == month && r.coldDay(day) {
 				cr.SettledDays = append(cr.SettledDays, day)
 				cr.SettledIDs = append(cr.SettledIDs, hashes)
@@ -328,7 +328,7 @@ func (s *Repos) DecodeRepo(data []byte) error {
 		r.merges[m.MergeSHA] = m
 	}
 	for i, day := range snap.SettledDays {
-		r.settledOn[day] = snap.SettledIDs[i]
+		r.settled.restore(day, snap.SettledIDs[i])
 	}
 	r.missingIDs = snap.Missing
 	s.repos[r.name] = r
@@ -344,7 +344,7 @@ func (s *Repos) DecodeCold(data []byte) error {
 	for _, cr := range chunk.Repos {
 		r := s.repo(cr.Name)
 		for i, day := range cr.SettledDays {
-			r.settledOn[day] = cr.SettledIDs[i]
+			r.settled.restore(day, cr.SettledIDs[i])
 		}
 		for _, ds := range cr.Deploys {
 			s.restoreDeploy(r, ds)
@@ -360,11 +360,7 @@ func (s *Repos) DecodeCold(data []byte) error {
 func (s *Repos) Restored() {
 	s.approximate = 0
 	for _, r := range s.repos {
-		for _, hashes := range r.settledOn {
-			for _, h := range hashes {
-				r.settled[h] = struct{}{}
-			}
-		}
+		r.settled.index()
 		r.prod = r.prod[:0]
 		for _, d := range r.deploys {
 			if d.production {
