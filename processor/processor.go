@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -85,11 +86,14 @@ type Processor struct {
 
 	pos         position // the stream positions the state has folded
 	lastVersion uint64
-	mapped      map[string]bool // entities whose team is written
-	ready       chan struct{}
-	snapshotAt  time.Time
-	snapshotDur time.Duration // what the last snapshot took
-	coldDropped int32         // the month before which cold snapshot parts were deleted
+	// checkpointRev is the revision of the checkpoint this worker last
+	// wrote: saveCheckpoint succeeds only while it is the latest.
+	checkpointRev uint64
+	mapped        map[string]bool // entities whose team is written
+	ready         chan struct{}
+	snapshotAt    time.Time
+	snapshotDur   time.Duration // what the last snapshot took
+	coldDropped   int32         // the month before which cold snapshot parts were deleted
 	// runID and linkSeq name the links this run publishes.
 	runID   string
 	linkSeq uint64
@@ -127,7 +131,7 @@ func New(js jetstream.JetStream, store Store, opts Options, metrics *telemetry.M
 		opts.SnapshotInterval = 30 * time.Second
 	}
 	p := &Processor{js: js, store: store, opts: opts, metrics: metrics, mapped: map[string]bool{}, ready: make(chan struct{}),
-		runID: strconv.FormatInt(time.Now().UnixNano(), 36)}
+		runID: strconv.FormatInt(time.Now().UnixNano(), 36) + "-" + strconv.FormatUint(rand.Uint64(), 36)}
 	if opts.Partition == opts.Partitions {
 		p.stage = &attributionStage{attribution: correlate.NewAttribution(opts.Correlate)}
 	} else {
@@ -183,8 +187,14 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return stats, err
 	}
 	stats.FromSnapshot = found
-	cp, err := p.loadCheckpoint(ctx)
+	cp, rev, err := p.loadCheckpoint(ctx)
 	if err != nil {
+		return stats, err
+	}
+	// Writing the checkpoint back at once makes it this worker's: a
+	// predecessor still running fails its next checkpoint (ErrFenced).
+	p.checkpointRev = rev
+	if err := p.saveCheckpoint(ctx, cp); err != nil {
 		return stats, err
 	}
 	if stats.Events, err = p.refold(ctx, snapPos, cp); err != nil {
@@ -226,7 +236,13 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
-	if err := p.write(ctx, facts, p.nextVersion()); err != nil {
+	// Checkpoint first, as for a batch: a successor's versions then start
+	// above this write's.
+	p.pos.Version = p.nextVersion()
+	if err := p.saveCheckpoint(ctx, p.pos); err != nil {
+		return stats, err
+	}
+	if err := p.write(ctx, facts, p.pos.Version); err != nil {
 		return stats, err
 	}
 	p.linkIDs(links)
@@ -596,7 +612,9 @@ func (p *Processor) retry(ctx context.Context, kind string, op func() error) err
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
 		if err := op(); err != nil {
 			p.metrics.Errors.WithLabelValues("processor", kind).Inc()
-			p.logger.Warn(kind+" failed; retrying", "err", err)
+			if perm := (*backoff.PermanentError)(nil); !errors.As(err, &perm) {
+				p.logger.Warn(kind+" failed; retrying", "err", err)
+			}
 			return struct{}{}, err
 		}
 		return struct{}{}, nil

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/pkg/bus"
@@ -243,40 +244,74 @@ func (p *Processor) checkpoints(ctx context.Context) (jetstream.KeyValue, error)
 	return kv, nil
 }
 
-// saveCheckpoint records, after a batch's facts are written and its links
-// published and before it is acknowledged, how far the worker has folded.
+// checkpoint is a worker's position as stored, with the run that wrote it:
+// a retry whose first answer was lost knows its own write by it.
+type checkpoint struct {
+	position
+	Owner string `json:"owner,omitempty"`
+}
+
+// ErrFenced: another worker has taken the partition over, so this one must
+// write nothing more.
+var ErrFenced = errors.New("processor: another worker took the partition over")
+
+// saveCheckpoint records, before a batch's facts are written, how far the
+// worker has folded, if the checkpoint is still the one this worker last
+// wrote: a successor's first act is to write it (Rebuild), so from then on
+// a predecessor still running (its lease lapsed while a write hung, say)
+// fails here and writes nothing — whatever the clocks and timings say.
 func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
 	kv, err := p.checkpoints(ctx)
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(pos)
+	data, err := json.Marshal(checkpoint{position: pos, Owner: p.runID})
 	if err != nil {
 		return err
 	}
+	key := p.stage.name()
 	return p.retry(ctx, "checkpoint", func() error {
-		_, err := kv.Put(ctx, p.stage.name(), data)
-		return err
+		var rev uint64
+		var err error
+		if p.checkpointRev == 0 {
+			rev, err = kv.Create(ctx, key, data)
+		} else {
+			rev, err = kv.Update(ctx, key, data, p.checkpointRev)
+		}
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			if entry, gerr := kv.Get(ctx, key); gerr == nil && bytes.Equal(entry.Value(), data) {
+				p.checkpointRev = entry.Revision()
+				return nil
+			}
+			return backoff.Permanent(fmt.Errorf("%w (%s)", ErrFenced, key))
+		}
+		if err != nil {
+			return err
+		}
+		p.checkpointRev = rev
+		return nil
 	})
 }
 
-func (p *Processor) loadCheckpoint(ctx context.Context) (position, error) {
+// loadCheckpoint is the worker's stored position and the revision it is at
+// (0: none).
+func (p *Processor) loadCheckpoint(ctx context.Context) (position, uint64, error) {
 	kv, err := p.checkpoints(ctx)
 	if err != nil {
-		return position{}, err
+		return position{}, 0, err
 	}
 	entry, err := kv.Get(ctx, p.stage.name())
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return position{}, nil
+		return position{}, 0, nil
 	}
 	if err != nil {
-		return position{}, fmt.Errorf("processor: read checkpoint: %w", err)
+		return position{}, 0, fmt.Errorf("processor: read checkpoint: %w", err)
 	}
-	var pos position
-	if err := json.Unmarshal(bytes.TrimSpace(entry.Value()), &pos); err != nil {
-		return position{}, fmt.Errorf("processor: decode checkpoint: %w", err)
+	var cp checkpoint
+	if err := json.Unmarshal(bytes.TrimSpace(entry.Value()), &cp); err != nil {
+		return position{}, 0, fmt.Errorf("processor: decode checkpoint: %w", err)
 	}
-	return pos, nil
+	return cp.position, entry.Revision(), nil
 }
 
 // DeleteCheckpoints drops every worker's checkpoint (replay).

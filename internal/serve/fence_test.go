@@ -1,0 +1,81 @@
+package serve_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/telemetry"
+	"github.com/doraflow/doraflow/processor"
+)
+
+// syncBuffer is a log sink several goroutines write to.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A worker that another has taken over from (its lease lapsed while it
+// still ran, say) writes nothing more: the successor's first checkpoint
+// fences it out, its next batch fails before its write, and the facts end
+// exactly as a clean run's once its process owns the partition again.
+func TestTakenOverWorkerIsFenced(t *testing.T) {
+	ctx := context.Background()
+	nats := externalNATS(t)
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	cfg.NATSURL = nats.ClientURL()
+	cfg.Processor.Partitions = 1
+	cfg.Processor.AckWait = time.Second
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	srv, err := serve.Start(ctx, cfg, serve.RoleAll, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(srv)
+	deliveries := scenario()
+	for _, d := range deliveries[:8] {
+		post(t, srv, d)
+	}
+	settle(t, srv)
+
+	// Another worker for partition 0 rebuilds: it claims the checkpoint.
+	opts, err := serve.ProcessorOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Partition = 0
+	successor := processor.New(nats.JS, srv.Store, opts, telemetry.New(), quiet())
+	if _, err := successor.Rebuild(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range deliveries[8:] {
+		post(t, srv, d)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), processor.ErrFenced.Error()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the running worker was not fenced out; its log:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	assertReport(t, reportOf(t, srv, cfg), expected())
+}
