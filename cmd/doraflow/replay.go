@@ -45,7 +45,7 @@ process, collectors included, run it, then start everything with the new count.`
 				return err
 			}
 			defer store.Close()
-			if _, err := store.Migrate(ctx); err != nil {
+			if err := serve.Migrate(ctx, b, store, cfg.NATS.Replicas); err != nil {
 				return err
 			}
 			popts, err := serve.ProcessorOptions(cfg)

@@ -97,7 +97,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		if err != nil {
 			return nil, err
 		}
-		if _, err := s.Store.Migrate(ctx); err != nil {
+		if err := Migrate(ctx, s.Bus, s.Store, cfg.NATS.Replicas); err != nil {
 			return nil, err
 		}
 	}
@@ -165,6 +165,16 @@ func Run(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger)
 	defer cancel()
 	srv.Stop(stopCtx)
 	return err
+}
+
+// Migrate applies the store's migrations under a lock on the bus, so that of
+// any number of processes starting together one runs them and the others
+// find them applied.
+func Migrate(ctx context.Context, b *bus.Bus, store *clickhouse.Store, replicas int) error {
+	return bus.WithLock(ctx, b.JS, "migrations."+store.Database(), replicas, func(ctx context.Context) error {
+		_, err := store.Migrate(ctx)
+		return err
+	})
 }
 
 // ProcessorOptions are the processor's options from the configuration,

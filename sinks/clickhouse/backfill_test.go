@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/doraflow/doraflow/pkg/dora"
@@ -20,13 +21,8 @@ func TestMigrationBackfillsRollups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.database); err != nil {
+	if _, err := s.migrate(ctx, fstest.MapFS{"migrations/0001_facts.up.sql": {Data: raw}}); err != nil {
 		t.Fatal(err)
-	}
-	for _, stmt := range statements(string(raw)) {
-		if err := s.conn.Exec(ctx, qualify(stmt, s.database)); err != nil {
-			t.Fatal(err)
-		}
 	}
 	day1 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	h := func(hours int) time.Time { return day1.Add(time.Duration(hours) * time.Hour) }

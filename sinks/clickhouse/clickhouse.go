@@ -73,8 +73,14 @@ func (s *Store) Database() string { return s.database }
 func (s *Store) table(name string) string { return s.database + "." + name }
 
 // Migrate creates the database if absent and applies the embedded migrations
-// not yet recorded, in order. Re-running it changes nothing.
+// not yet recorded, in order. Re-running it changes nothing. Processes
+// starting together must not run it at once (serve holds a lock on the bus
+// around it): a migration is recorded only after its statements ran.
 func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
+	return s.migrate(ctx, migrations)
+}
+
+func (s *Store) migrate(ctx context.Context, fsys fs.FS) (applied []string, err error) {
 	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.database); err != nil {
 		return nil, fmt.Errorf("clickhouse: create database %s: %w", s.database, err)
 	}
@@ -95,7 +101,7 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	files, err := fs.Glob(migrations, "migrations/*.up.sql")
+	files, err := fs.Glob(fsys, "migrations/*.up.sql")
 	if err != nil {
 		return nil, err
 	}
@@ -109,12 +115,16 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 		if done[uint32(num)] {
 			continue
 		}
-		raw, err := migrations.ReadFile(f)
+		raw, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			return nil, err
 		}
 		for _, stmt := range statements(string(raw)) {
-			if err := s.conn.Exec(ctx, qualify(stmt, s.database)); err != nil {
+			q, err := qualify(stmt, s.database)
+			if err != nil {
+				return nil, fmt.Errorf("clickhouse: migration %s: %w", name, err)
+			}
+			if err := s.conn.Exec(ctx, q); err != nil {
 				return nil, fmt.Errorf("clickhouse: migration %s: %w", name, err)
 			}
 		}
@@ -158,12 +168,16 @@ func statements(sql string) []string {
 }
 
 // qualify puts the database before the table a CREATE TABLE names, and in
-// place of {db} in other statements, so the migrations need not know it.
-func qualify(stmt, database string) string {
-	stmt = strings.ReplaceAll(stmt, "{db}", database)
+// place of {db} in other statements, so the migrations need not know it. A
+// statement that is neither names its tables unqualified, so it would run
+// against the connection's default database: refused.
+func qualify(stmt, database string) (string, error) {
 	const p = "CREATE TABLE IF NOT EXISTS "
-	if i := strings.Index(stmt, p); i >= 0 {
-		return stmt[:i+len(p)] + database + "." + stmt[i+len(p):]
+	if strings.HasPrefix(stmt, p) {
+		return p + database + "." + strings.ReplaceAll(stmt[len(p):], "{db}", database), nil
 	}
-	return stmt
+	if !strings.Contains(stmt, "{db}.") {
+		return "", fmt.Errorf("statement names no table as {db}.table: %.60q", stmt)
+	}
+	return strings.ReplaceAll(stmt, "{db}", database), nil
 }
