@@ -66,7 +66,6 @@ func (p *Processor) dropCold(ctx context.Context, obs jetstream.ObjectStore, bef
 		}
 	}
 	p.coldDropped = before
-	p.coldDropped = before
 	return nil
 }
 
