@@ -278,7 +278,12 @@ const headerRoom = 1 << 20
 // delivery of the largest body allowed (an external server's own limit is
 // read at connect; larger messages go by reference, see bus.PublishAll).
 func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
-	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom, Replicas: cfg.NATS.Replicas, Logger: logger}
+	raw, events, deadLetter := cfg.StreamLimits()
+	limit := func(l config.StreamLimit) bus.StreamLimit {
+		return bus.StreamLimit{MaxAge: l.MaxAge, MaxBytes: l.MaxBytes}
+	}
+	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom,
+		Replicas: cfg.NATS.Replicas, Limits: bus.Limits{Raw: limit(raw), Events: limit(events), DeadLetter: limit(deadLetter)}, Logger: logger}
 }
 
 func natsDesc(url string) string {

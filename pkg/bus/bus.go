@@ -70,6 +70,9 @@ type Options struct {
 	Port int
 	// Replicas of each stream; 1 for a single node, 3 on a cluster.
 	Replicas int
+	// Limits bound what the raw archive, the event stream and the
+	// dead-letter stream keep; zero keeps everything.
+	Limits Limits
 	// MaxPayload is the largest message the embedded server takes; 0
 	// keeps NATS's default (1 MB). It is capped at maxEmbeddedPayload:
 	// larger messages go by reference (see PublishAll), as they do on an
@@ -148,7 +151,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		b.Close()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	if err := EnsureStreams(ctx, b.JS, max(opts.Replicas, 1)); err != nil {
+	if err := EnsureStreams(ctx, b.JS, max(opts.Replicas, 1), opts.Limits); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -185,9 +188,30 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	return ns, nil
 }
 
-// EnsureStreams creates or updates the raw archive and the event stream.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, cfg := range []jetstream.StreamConfig{
+// Limits bound the streams that grow with the deliveries.
+type Limits struct {
+	Raw, Events, DeadLetter StreamLimit
+}
+
+// StreamLimit is how long and how much a stream keeps: older messages (or,
+// past MaxBytes, the oldest) are discarded. Zero is no limit.
+type StreamLimit struct {
+	MaxAge   time.Duration
+	MaxBytes int64
+}
+
+func (l StreamLimit) apply(cfg *jetstream.StreamConfig) {
+	cfg.MaxAge = l.MaxAge
+	cfg.MaxBytes = -1
+	if l.MaxBytes > 0 {
+		cfg.MaxBytes = l.MaxBytes
+	}
+}
+
+// EnsureStreams creates or updates the streams, object stores and buckets
+// doraflow uses, with the replicas and limits given.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int, limits Limits) error {
+	streams := []jetstream.StreamConfig{
 		{
 			Name:        RawStream,
 			Description: "raw webhook deliveries, kept to re-derive facts (replay)",
@@ -211,7 +235,11 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) er
 			Storage:     jetstream.FileStorage,
 			Replicas:    replicas,
 		},
-	} {
+	}
+	limits.Raw.apply(&streams[0])
+	limits.Events.apply(&streams[1])
+	limits.DeadLetter.apply(&streams[2])
+	for _, cfg := range streams {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("bus: stream %s: %w", cfg.Name, replicasHint(err, replicas))
 		}

@@ -63,3 +63,34 @@ func TestReplicasOnASingleServer(t *testing.T) {
 		t.Fatalf("error does not say what to change: %v", err)
 	}
 }
+
+// The streams that grow with the deliveries keep what the limits say, and
+// a later start with other limits changes them.
+func TestStreamLimits(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, limits := range []Limits{
+		{Raw: StreamLimit{MaxAge: 48 * time.Hour}, Events: StreamLimit{MaxAge: 72 * time.Hour, MaxBytes: 1 << 30}, DeadLetter: StreamLimit{MaxAge: 24 * time.Hour}},
+		{Raw: StreamLimit{MaxAge: 96 * time.Hour, MaxBytes: 1 << 20}},
+	} {
+		b, err := Open(ctx, Options{DataDir: dir, Limits: limits, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]StreamLimit{RawStream: limits.Raw, EventStream: limits.Events, DeadLetterStream: limits.DeadLetter} {
+			s, err := b.JS.Stream(ctx, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg := s.CachedInfo().Config
+			wantBytes := want.MaxBytes
+			if wantBytes == 0 {
+				wantBytes = -1
+			}
+			if cfg.MaxAge != want.MaxAge || cfg.MaxBytes != wantBytes {
+				t.Errorf("%s: max age %s, max bytes %d; want %s, %d", name, cfg.MaxAge, cfg.MaxBytes, want.MaxAge, wantBytes)
+			}
+		}
+		b.Close()
+	}
+}

@@ -50,6 +50,39 @@ type NATS struct {
 	// creates: 1 on a single server (the embedded one), 3 (or 5) on a
 	// JetStream cluster, so losing a node loses nothing acknowledged.
 	Replicas int `yaml:"replicas"`
+	// What the streams that grow with the deliveries keep. Max ages of
+	// zero are derived: the raw archive and the event stream as long as
+	// facts are recomputed (processor.retention keep + margin; older facts
+	// are frozen, so nothing needs their deliveries), dead letters 90 days.
+	Raw        StreamLimit `yaml:"raw"`
+	Events     StreamLimit `yaml:"events"`
+	DeadLetter StreamLimit `yaml:"dead_letter"`
+}
+
+// StreamLimit bounds a stream: older messages are discarded, and past
+// MaxBytes (0: no limit) the oldest.
+type StreamLimit struct {
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxBytes int64         `yaml:"max_bytes"`
+}
+
+// deadLetterAge is how long dead letters stay for an operator to look at.
+const deadLetterAge = 90 * 24 * time.Hour
+
+// StreamLimits are the limits with the derived max ages filled in.
+func (c Config) StreamLimits() (raw, events, deadLetter StreamLimit) {
+	raw, events, deadLetter = c.NATS.Raw, c.NATS.Events, c.NATS.DeadLetter
+	recomputed := c.Processor.Retention.Keep + c.Processor.Retention.Margin
+	if raw.MaxAge == 0 {
+		raw.MaxAge = recomputed
+	}
+	if events.MaxAge == 0 {
+		events.MaxAge = recomputed
+	}
+	if deadLetter.MaxAge == 0 {
+		deadLetter.MaxAge = deadLetterAge
+	}
+	return raw, events, deadLetter
 }
 
 // GitHub configures the GitHub collector.
@@ -284,6 +317,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("nats.replicas: %d; must be between 1 and 5 (JetStream's limit): 1 on a single server, 3 on a cluster", r))
 	case r > 1 && c.NATSURL == "":
 		errs = append(errs, fmt.Errorf("nats.replicas: %d, but nats_url is empty, so the bus is the embedded single server, which holds one copy; set nats_url to a JetStream cluster or replicas to 1", r))
+	}
+	recomputed := c.Processor.Retention.Keep + c.Processor.Retention.Margin
+	for _, l := range []struct {
+		name  string
+		limit StreamLimit
+	}{{"nats.raw", c.NATS.Raw}, {"nats.events", c.NATS.Events}, {"nats.dead_letter", c.NATS.DeadLetter}} {
+		switch {
+		case l.limit.MaxAge < 0 || l.limit.MaxBytes < 0:
+			errs = append(errs, fmt.Errorf("%s: max_age %s, max_bytes %d; must not be negative", l.name, l.limit.MaxAge, l.limit.MaxBytes))
+		case l.limit.MaxAge > 0 && l.limit.MaxAge < 24*time.Hour:
+			errs = append(errs, fmt.Errorf("%s.max_age: %s; must be at least 24h, the window in which redeliveries are recognised", l.name, l.limit.MaxAge))
+		case l.name != "nats.dead_letter" && l.limit.MaxAge > 0 && l.limit.MaxAge < recomputed:
+			errs = append(errs, fmt.Errorf("%s.max_age: %s is shorter than processor.retention keep + margin (%s): facts in between could no longer be recomputed (replay, a processor starting afresh) and would be retracted; raise it, or leave it 0 to derive it", l.name, l.limit.MaxAge, recomputed))
+		}
 	}
 	if c.Processor.BatchSize <= 0 {
 		errs = append(errs, fmt.Errorf("processor.batch_size: %d; must be positive", c.Processor.BatchSize))

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadAndValidate(t *testing.T) {
@@ -54,6 +55,11 @@ processor:
 		{name: "replicas on the embedded server", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "3"},
 			errs: []string{"nats.replicas: 3, but nats_url is empty"}},
 		{name: "too many replicas", yaml: "nats_url: nats://a:4222\nnats:\n  replicas: 7\n", errs: []string{"nats.replicas: 7; must be between 1 and 5"}},
+		{name: "stream limits", yaml: "nats:\n  raw:\n    max_age: 12000h\n    max_bytes: 1000000000\n  dead_letter:\n    max_age: 240h\n"},
+		{name: "event stream shorter than retention", yaml: "nats:\n  events:\n    max_age: 720h\n",
+			errs: []string{"nats.events.max_age: 720h0m0s is shorter than processor.retention keep + margin (10320h0m0s)"}},
+		{name: "stream age under the duplicate window", yaml: "nats:\n  dead_letter:\n    max_age: 1h\n", errs: []string{"nats.dead_letter.max_age: 1h0m0s; must be at least 24h"}},
+		{name: "negative stream bytes", yaml: "nats:\n  raw:\n    max_bytes: -1\n", errs: []string{"nats.raw: max_age 0s, max_bytes -1"}},
 		{name: "bad replicas variable", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "three"}, errs: []string{"DORAFLOW_NATS_REPLICAS"}},
 	}
 	for _, tc := range cases {
@@ -110,5 +116,17 @@ func TestTeamMatching(t *testing.T) {
 	}
 	if !cfg.IsProduction("PROD") || cfg.IsProduction("staging") {
 		t.Error("production environments are matched case-insensitively")
+	}
+}
+
+// Unset max ages follow the retention: the deliveries of every fact that is
+// still recomputed stay on the bus.
+func TestStreamLimitsDerived(t *testing.T) {
+	cfg := Default()
+	cfg.Processor.Retention.Keep = 100 * 24 * time.Hour
+	cfg.NATS.Raw.MaxAge = 5000 * time.Hour
+	raw, events, deadLetter := cfg.StreamLimits()
+	if want := 130 * 24 * time.Hour; raw.MaxAge != 5000*time.Hour || events.MaxAge != want || deadLetter.MaxAge != 90*24*time.Hour {
+		t.Fatalf("raw %s, events %s, dead letters %s; want 5000h, %s, 2160h", raw.MaxAge, events.MaxAge, deadLetter.MaxAge, want)
 	}
 }
