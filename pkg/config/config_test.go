@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -110,5 +111,49 @@ func TestTeamMatching(t *testing.T) {
 	}
 	if !cfg.IsProduction("PROD") || cfg.IsProduction("staging") {
 		t.Error("production environments are matched case-insensitively")
+	}
+}
+
+// TestEnvNames checks that EnvNames lists exactly what Load reads: each name
+// changes the configuration, and a name it does not list changes nothing.
+func TestEnvNames(t *testing.T) {
+	names := EnvNames()
+	seen := map[string]bool{}
+	for _, name := range names {
+		if !strings.HasPrefix(name, "DORAFLOW_") || seen[name] {
+			t.Errorf("EnvNames: %q is a duplicate or lacks the DORAFLOW_ prefix", name)
+		}
+		seen[name] = true
+	}
+	if !seen[FileEnv] {
+		t.Errorf("EnvNames lacks %s", FileEnv)
+	}
+	type envCase struct {
+		name    string
+		changes bool
+	}
+	cases := []envCase{{name: "DORAFLOW_NOT_A_SETTING", changes: false}}
+	for _, name := range names {
+		// Load does not read the file's name: the command line does.
+		if name != FileEnv {
+			cases = append(cases, envCase{name: name, changes: true})
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// 7 parses as every kind of value and is no default.
+			cfg, err := Load("", func(k string) string {
+				if k == tc.name {
+					return "7"
+				}
+				return ""
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed := !reflect.DeepEqual(cfg, Default()); changed != tc.changes {
+				t.Errorf("%s=7 changed the configuration: %v, want %v", tc.name, changed, tc.changes)
+			}
+		})
 	}
 }
