@@ -252,6 +252,7 @@ func (c *Config) envVars() []envVar {
 			return nil
 		}},
 		{"DORAFLOW_PARTITIONS", setInt(&c.Processor.Partitions)},
+		{"DORAFLOW_NATS_REPLICAS", setInt(&c.NATS.Replicas)},
 	}
 }
 
@@ -281,13 +282,6 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 		if err := v.set(value); err != nil {
 			return fmt.Errorf("config: %s=%q: %w", v.name, value, err)
 		}
-	}
-	if v := getenv("DORAFLOW_NATS_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("config: DORAFLOW_NATS_REPLICAS=%q: want a whole number", v)
-		}
-		c.NATS.Replicas = n
 	}
 	return nil
 }

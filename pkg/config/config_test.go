@@ -128,6 +128,15 @@ func TestEnvNames(t *testing.T) {
 	if !seen[FileEnv] {
 		t.Errorf("EnvNames lacks %s", FileEnv)
 	}
+	// Every variable Load asks for is listed: none is read outside the table.
+	if _, err := Load("", func(k string) string {
+		if !seen[k] {
+			t.Errorf("Load reads %s, which EnvNames does not list", k)
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
 	type envCase struct {
 		name    string
 		changes bool
