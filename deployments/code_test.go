@@ -27,16 +27,11 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_MAX_INFLIGHT_BYTES": true,
 }
 
-// pendingEnvNames are variables the manifests set ahead of the code that
-// reads them. DORAFLOW_NATS_REPLICAS is issue 13's, being added on main:
-// the compose cluster and the chart need it at 3.
-var pendingEnvNames = []string{"DORAFLOW_NATS_REPLICAS"}
-
 // envNames is every variable a manifest may set on a doraflow container:
-// those the code reads, and the pending ones it does not read yet.
+// those the code reads.
 func envNames() map[string]bool {
 	names := map[string]bool{}
-	for _, n := range append(config.EnvNames(), pendingEnvNames...) {
+	for _, n := range config.EnvNames() {
 		names[n] = true
 	}
 	return names
@@ -97,14 +92,4 @@ func listenPort(t *testing.T, listen string) string {
 		t.Fatalf("DORAFLOW_LISTEN %q: %v", listen, err)
 	}
 	return port
-}
-
-// TestPendingEnvNames fails once the code reads a pending name: it is then
-// checked like every other and leaves the list.
-func TestPendingEnvNames(t *testing.T) {
-	for _, n := range pendingEnvNames {
-		if slices.Contains(config.EnvNames(), n) {
-			t.Errorf("config.EnvNames lists %s now: remove it from pendingEnvNames", n)
-		}
-	}
 }
