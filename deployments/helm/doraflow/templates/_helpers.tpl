@@ -55,7 +55,8 @@ seccompProfile:
   value: {{ .Values.nats.replicas | quote }}
 {{- end -}}
 
-{{/* Variables from keys of the Secret; a key it lacks leaves one unset. */}}
+{{/* Variables from keys of the Secret; a key it lacks leaves one unset.
+Starts with a newline: include it with trim. */}}
 {{- define "doraflow.secretEnv" -}}
 {{- range $name, $key := .keys }}
 - name: {{ $name }}
