@@ -65,14 +65,30 @@ func effectiveValues(t *testing.T, file string) chartutil.Values {
 	return vals
 }
 
+// TestChartLints lints the chart with each set of values, and checks that
+// its schema refuses values that would otherwise be ignored or fail late.
 func TestChartLints(t *testing.T) {
-	for _, file := range valueSets {
-		t.Run("values="+file, func(t *testing.T) {
-			linter := lint.All(chartDir, readValues(t, file), "doraflow", false)
+	cases := []struct {
+		name   string
+		values map[string]any
+		errs   bool
+	}{
+		{name: "defaults", values: readValues(t, "")},
+		{name: exampleValues, values: readValues(t, exampleValues)},
+		{name: "misspelt key", values: map[string]any{"colector": map[string]any{"replicas": 3}}, errs: true},
+		{name: "more NATS replicas than JetStream allows", values: map[string]any{"nats": map[string]any{"replicas": 7}}, errs: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			linter := lint.All(chartDir, tc.values, "doraflow", false)
+			var problems []string
 			for _, m := range linter.Messages {
 				if m.Severity >= support.WarningSev {
-					t.Error(m)
+					problems = append(problems, m.Error())
 				}
+			}
+			if tc.errs != (len(problems) > 0) {
+				t.Errorf("lint problems %q; want problems: %v", problems, tc.errs)
 			}
 		})
 	}
