@@ -500,3 +500,24 @@ func readReader(t *testing.T, ch types.ServiceConfig) readerUser {
 	}
 	return r
 }
+
+// TestComposeImages checks that every image compose pulls is pinned to a
+// version, and the ones the issue names.
+func TestComposeImages(t *testing.T) {
+	p := loadCompose(t)
+	named := map[string]string{
+		"clickhouse": "clickhouse/clickhouse-server:25.8",
+		"proxy":      "nginx:1.27-alpine",
+	}
+	for name, s := range p.Services {
+		if s.Build != nil {
+			continue
+		}
+		if !pinnedImage.MatchString(s.Image) || !strings.ContainsAny(s.Image, ":@") {
+			t.Errorf("%s: image %s is not pinned to a version", name, s.Image)
+		}
+		if want, ok := named[name]; ok && s.Image != want {
+			t.Errorf("%s: image %s, want %s", name, s.Image, want)
+		}
+	}
+}
