@@ -10,7 +10,7 @@ CH_HTTP   ?= 18123
 DEMO_ADDR ?= 127.0.0.1:18080
 DEMO_DAYS ?= 60
 
-.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale clean
+.PHONY: all build test test-deployments test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale clean
 
 all: build
 
@@ -19,6 +19,7 @@ build:
 
 vet:
 	$(GO) vet ./...
+	cd deployments && $(GO) vet ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -30,6 +31,14 @@ test:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 8m ./...
+	$(MAKE) test-deployments
+
+# The install manifests (Dockerfile, compose, Helm chart) checked against the
+# code, statically: its own module (deployments/go.mod), so that Helm and the
+# Kubernetes types stay out of the product's.
+test-deployments:
+	@test -z "$$(gofmt -l deployments)" || { echo "gofmt needed:"; gofmt -l deployments; exit 1; }
+	cd deployments && $(GO) vet ./... && $(GO) test -count=1 -timeout 5m ./...
 
 clickhouse:
 	bash scripts/clickhouse.sh start $(abspath $(DATA_DIR))/clickhouse $(CH_TCP) $(CH_HTTP)

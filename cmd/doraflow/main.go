@@ -47,7 +47,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().String("config", os.Getenv("DORAFLOW_CONFIG"), "YAML configuration file (env DORAFLOW_CONFIG)")
+	root.PersistentFlags().String("config", os.Getenv(config.FileEnv), "YAML configuration file (env "+config.FileEnv+")")
 	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd())
 	return root
 }

@@ -100,7 +100,7 @@ func runProcessor() (err error) {
 			err = errors.Join(err, f.Close())
 		}()
 	}
-	cfg, err := config.Load(os.Getenv("DORAFLOW_CONFIG"), os.Getenv)
+	cfg, err := config.Load(os.Getenv(config.FileEnv), os.Getenv)
 	if err != nil {
 		return err
 	}

@@ -240,46 +240,81 @@ func Parse(raw []byte, cfg *Config) error {
 	return nil
 }
 
+// FileEnv names the configuration file when --config is not given.
+const FileEnv = "DORAFLOW_CONFIG"
+
+// EnvNames lists every environment variable doraflow reads: FileEnv and
+// those Load applies. Install manifests are checked against it, so that a
+// deployment never sets a variable no code reads.
+func EnvNames() []string {
+	var c Config
+	names := []string{FileEnv}
+	for _, v := range c.envVars() {
+		names = append(names, v.name)
+	}
+	return names
+}
+
+// envVar is a variable Load applies: set parses its value into the Config.
+type envVar struct {
+	name string
+	set  func(value string) error
+}
+
+// envVars is the one table of the variables Load applies, bound to c.
+func (c *Config) envVars() []envVar {
+	return []envVar{
+		{"DORAFLOW_LISTEN", setString(&c.Listen)},
+		{"DORAFLOW_NATS_URL", setString(&c.NATSURL)},
+		{"DORAFLOW_DATA_DIR", setString(&c.DataDir)},
+		{"DORAFLOW_CLICKHOUSE_DSN", setString(&c.ClickHouseDSN)},
+		{"DORAFLOW_GITHUB_WEBHOOK_SECRET", setString(&c.GitHub.WebhookSecret)},
+		{"DORAFLOW_GITHUB_TOKEN", setString(&c.GitHub.Token)},
+		{"DORAFLOW_GITLAB_TOKEN", setString(&c.GitLab.Token)},
+		{"DORAFLOW_GITLAB_WEBHOOK_TOKEN", setString(&c.GitLab.WebhookToken)},
+		{"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", setString(&c.PagerDuty.WebhookSecret)},
+		{"DORAFLOW_OPSGENIE_SECRET", setString(&c.Opsgenie.Secret)},
+		{"DORAFLOW_API_TOKEN", setString(&c.API.Token)},
+		{"DORAFLOW_CDEVENTS_TOKEN", setString(&c.CDEvents.Token)},
+		{"DORAFLOW_MAX_INFLIGHT_BYTES", func(v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return errors.New("want a whole number of bytes")
+			}
+			c.Collector.MaxInflightBytes = n
+			return nil
+		}},
+		{"DORAFLOW_PARTITIONS", setInt(&c.Processor.Partitions)},
+		{"DORAFLOW_NATS_REPLICAS", setInt(&c.NATS.Replicas)},
+	}
+}
+
+func setString(dst *string) func(string) error {
+	return func(v string) error { *dst = v; return nil }
+}
+
+func setInt(dst *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		*dst = n
+		return nil
+	}
+}
+
+// applyEnv sets what the environment gives; an empty variable leaves the
+// value as the file or the default had it.
 func (c *Config) applyEnv(getenv func(string) string) error {
-	str := map[string]*string{
-		"DORAFLOW_LISTEN":                   &c.Listen,
-		"DORAFLOW_NATS_URL":                 &c.NATSURL,
-		"DORAFLOW_DATA_DIR":                 &c.DataDir,
-		"DORAFLOW_CLICKHOUSE_DSN":           &c.ClickHouseDSN,
-		"DORAFLOW_GITHUB_WEBHOOK_SECRET":    &c.GitHub.WebhookSecret,
-		"DORAFLOW_GITHUB_TOKEN":             &c.GitHub.Token,
-		"DORAFLOW_GITLAB_TOKEN":             &c.GitLab.Token,
-		"DORAFLOW_GITLAB_WEBHOOK_TOKEN":     &c.GitLab.WebhookToken,
-		"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET": &c.PagerDuty.WebhookSecret,
-		"DORAFLOW_OPSGENIE_SECRET":          &c.Opsgenie.Secret,
-		"DORAFLOW_API_TOKEN":                &c.API.Token,
-		"DORAFLOW_CDEVENTS_TOKEN":           &c.CDEvents.Token,
-	}
-	for name, dst := range str {
-		if v := getenv(name); v != "" {
-			*dst = v
+	for _, v := range c.envVars() {
+		value := getenv(v.name)
+		if value == "" {
+			continue
 		}
-	}
-	if v := getenv("DORAFLOW_MAX_INFLIGHT_BYTES"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return fmt.Errorf("config: DORAFLOW_MAX_INFLIGHT_BYTES=%q: want a whole number of bytes", v)
+		if err := v.set(value); err != nil {
+			return fmt.Errorf("config: %s=%q: %w", v.name, value, err)
 		}
-		c.Collector.MaxInflightBytes = n
-	}
-	if v := getenv("DORAFLOW_PARTITIONS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("config: DORAFLOW_PARTITIONS=%q: want a whole number", v)
-		}
-		c.Processor.Partitions = n
-	}
-	if v := getenv("DORAFLOW_NATS_REPLICAS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("config: DORAFLOW_NATS_REPLICAS=%q: want a whole number", v)
-		}
-		c.NATS.Replicas = n
 	}
 	return nil
 }

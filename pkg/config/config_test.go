@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +129,58 @@ func TestStreamLimitsDerived(t *testing.T) {
 	raw, events, deadLetter := cfg.StreamLimits()
 	if want := 130 * 24 * time.Hour; raw.MaxAge != 5000*time.Hour || events.MaxAge != want || deadLetter.MaxAge != 90*24*time.Hour {
 		t.Fatalf("raw %s, events %s, dead letters %s; want 5000h, %s, 2160h", raw.MaxAge, events.MaxAge, deadLetter.MaxAge, want)
+	}
+}
+
+// TestEnvNames checks that EnvNames lists exactly what Load reads: each name
+// changes the configuration, and a name it does not list changes nothing.
+func TestEnvNames(t *testing.T) {
+	names := EnvNames()
+	seen := map[string]bool{}
+	for _, name := range names {
+		if !strings.HasPrefix(name, "DORAFLOW_") || seen[name] {
+			t.Errorf("EnvNames: %q is a duplicate or lacks the DORAFLOW_ prefix", name)
+		}
+		seen[name] = true
+	}
+	if !seen[FileEnv] {
+		t.Errorf("EnvNames lacks %s", FileEnv)
+	}
+	// Every variable Load asks for is listed: none is read outside the table.
+	if _, err := Load("", func(k string) string {
+		if !seen[k] {
+			t.Errorf("Load reads %s, which EnvNames does not list", k)
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	type envCase struct {
+		name    string
+		changes bool
+	}
+	cases := []envCase{{name: "DORAFLOW_NOT_A_SETTING", changes: false}}
+	for _, name := range names {
+		// Load does not read the file's name: the command line does.
+		if name != FileEnv {
+			cases = append(cases, envCase{name: name, changes: true})
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// 7 parses as every kind of value and is no default.
+			cfg, err := Load("", func(k string) string {
+				if k == tc.name {
+					return "7"
+				}
+				return ""
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if changed := !reflect.DeepEqual(cfg, Default()); changed != tc.changes {
+				t.Errorf("%s=7 changed the configuration: %v, want %v", tc.name, changed, tc.changes)
+			}
+		})
 	}
 }
