@@ -93,7 +93,10 @@ type Processor struct {
 	ready         chan struct{}
 	snapshotAt    time.Time
 	snapshotDur   time.Duration // what the last snapshot took
-	coldDropped   int32         // the month before which cold snapshot parts were deleted
+	// head and objects: the committed snapshot's head and the objects it
+	// names (repository stage), as the next snapshot starts from.
+	head    string
+	objects map[string]string
 	// runID and linkSeq name the links this run publishes.
 	runID   string
 	linkSeq uint64
@@ -182,20 +185,25 @@ type RebuildStats struct {
 func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
 	var stats RebuildStats
-	snapPos, found, err := p.loadSnapshot(ctx)
+	stored, rev, err := p.loadCheckpoint(ctx)
+	if err != nil {
+		return stats, err
+	}
+	cp := stored.position
+	// Writing the checkpoint back at once makes it this worker's: a
+	// predecessor still running fails its next checkpoint or snapshot
+	// commit (ErrFenced), so the snapshot named now stays the one to use.
+	p.checkpointRev, p.head = rev, stored.Head
+	if err := p.saveCheckpoint(ctx, cp); err != nil {
+		return stats, err
+	}
+	snapPos, found, err := p.loadSnapshot(ctx, stored.Head)
 	if err != nil {
 		return stats, err
 	}
 	stats.FromSnapshot = found
-	cp, rev, err := p.loadCheckpoint(ctx)
-	if err != nil {
-		return stats, err
-	}
-	// Writing the checkpoint back at once makes it this worker's: a
-	// predecessor still running fails its next checkpoint (ErrFenced).
-	p.checkpointRev = rev
-	if err := p.saveCheckpoint(ctx, cp); err != nil {
-		return stats, err
+	if err := p.dropOrphans(ctx); err != nil {
+		p.logger.Warn("deleting snapshot objects no head names failed; the next start tries again", "err", err)
 	}
 	if stats.Events, err = p.refold(ctx, snapPos, cp); err != nil {
 		return stats, err

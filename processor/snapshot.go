@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,12 +22,16 @@ import (
 )
 
 // Snapshots live in the object store doraflow_state: for a partition's
-// repository stage, one object per repository ("p3/r/<hash>", saved again
-// only when the repository changed) and a head ("p3") with the stream
-// positions the state covers; for attribution, one object ("attribution").
-// A head is written after the objects it covers, so a crash in between
-// leaves objects newer than their head, which the restart's refold folds
-// again harmlessly.
+// repository stage, one object per repository (saved again only when the
+// repository changed) and per cold month; for both stages a head with the
+// stream positions the state covers (and, for attribution, the state). Every
+// object is named by the run that wrote it ("p3/r/<hash>/<run>",
+// "p3/head/<run>"), the head lists the objects it covers, and a head counts
+// only once the worker's checkpoint names it (a checkpoint update at the
+// worker's revision, so fenced like a batch). A worker taken over (its lease
+// lapsed while it still ran) can then neither overwrite its successor's
+// objects nor make its own head the one restored: a restore reads exactly
+// the objects of the head the checkpoint names.
 
 // snapshotHead is a worker's snapshot head.
 type snapshotHead struct {
@@ -34,40 +40,20 @@ type snapshotHead struct {
 	// State is the stage's state (attribution), or what the repository
 	// stage holds besides its repositories.
 	State []byte `json:"state"`
+	// Objects holds the repository stage's parts: "r/<hash>" and
+	// "cold/<month>" to the name of the object holding it.
+	Objects map[string]string `json:"objects,omitempty"`
 }
 
-func repoObject(worker, repo string) string {
+func repoPart(repo string) string {
 	sum := sha256.Sum256([]byte(repo))
-	return worker + "/r/" + hex.EncodeToString(sum[:12])
+	return "r/" + hex.EncodeToString(sum[:12])
 }
 
-func coldObject(worker string, month int32) string { return fmt.Sprintf("%s/cold/%d", worker, month) }
+func coldPart(month int32) string { return fmt.Sprintf("cold/%d", month) }
 
-// dropCold deletes the cold parts of months retention keeps nothing of.
-func (p *Processor) dropCold(ctx context.Context, obs jetstream.ObjectStore, before int32) error {
-	if before == 0 || before == p.coldDropped {
-		return nil
-	}
-	infos, err := obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("processor: list snapshot: %w", err)
-	}
-	prefix := p.stage.name() + "/cold/"
-	for _, info := range infos {
-		month, err := strconv.Atoi(strings.TrimPrefix(info.Name, prefix))
-		if !strings.HasPrefix(info.Name, prefix) || err != nil || int32(month) >= before {
-			continue
-		}
-		if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return fmt.Errorf("processor: delete snapshot %s: %w", info.Name, err)
-		}
-	}
-	p.coldDropped = before
-	return nil
-}
+// object is the name this run stores a part of its snapshot under.
+func (p *Processor) object(part string) string { return p.stage.name() + "/" + part + "/" + p.runID }
 
 func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, error) {
 	obs, err := p.js.ObjectStore(ctx, bus.StateBucket)
@@ -78,7 +64,7 @@ func (p *Processor) objectStore(ctx context.Context) (jetstream.ObjectStore, err
 }
 
 // saveSnapshot stores what changed since the last snapshot, as of the last
-// written batch.
+// written batch, and commits it by naming its head in the checkpoint.
 func (p *Processor) saveSnapshot(ctx context.Context) error {
 	start := time.Now()
 	defer func() { p.snapshotDur = time.Since(start) }()
@@ -91,9 +77,26 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	head := snapshotHead{Position: p.pos, Taken: time.Now().UTC()}
 	head.Position.Version = p.lastVersion
 	saved := 0
+	var replaced []string // objects the new head no longer names
 	switch s := p.stage.(type) {
 	case *repoStage:
 		s.repos.Compact(today)
+		head.Objects = maps.Clone(p.objects)
+		if head.Objects == nil {
+			head.Objects = map[string]string{}
+		}
+		put := func(part string, data []byte) error {
+			name := p.object(part)
+			if _, err := obs.PutBytes(ctx, name, data); err != nil {
+				return fmt.Errorf("processor: save %s: %w", name, err)
+			}
+			if old, ok := head.Objects[part]; ok && old != name {
+				replaced = append(replaced, old)
+			}
+			head.Objects[part] = name
+			saved += len(data)
+			return nil
+		}
 		for _, repo := range s.repos.Changed() {
 			data, ok, err := s.repos.EncodeRepo(repo)
 			if err != nil {
@@ -102,23 +105,29 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 			if !ok {
 				continue
 			}
-			if _, err := obs.PutBytes(ctx, repoObject(s.name(), repo), data); err != nil {
-				return fmt.Errorf("processor: save %s: %w", repo, err)
+			if err := put(repoPart(repo), data); err != nil {
+				return err
 			}
-			saved += len(data)
 		}
 		for _, month := range s.repos.ColdChanged() {
 			data, err := s.repos.EncodeCold(month)
 			if err != nil {
 				return err
 			}
-			if _, err := obs.PutBytes(ctx, coldObject(s.name(), month), data); err != nil {
-				return fmt.Errorf("processor: save month %d: %w", month, err)
+			if err := put(coldPart(month), data); err != nil {
+				return err
 			}
-			saved += len(data)
 		}
-		if err := p.dropCold(ctx, obs, s.repos.ColdBefore()); err != nil {
-			return err
+		// Months retention keeps nothing of leave the snapshot.
+		if before := s.repos.ColdBefore(); before != 0 {
+			for part, name := range head.Objects {
+				if month, ok := strings.CutPrefix(part, "cold/"); ok {
+					if m, err := strconv.Atoi(month); err == nil && int32(m) < before {
+						delete(head.Objects, part)
+						replaced = append(replaced, name)
+					}
+				}
+			}
 		}
 		if head.State, err = s.repos.EncodeMeta(); err != nil {
 			return err
@@ -137,9 +146,20 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: encode snapshot: %w", err)
 	}
-	if _, err := obs.PutBytes(ctx, p.stage.name(), data); err != nil {
+	name := p.object("head")
+	if _, err := obs.PutBytes(ctx, name, data); err != nil {
 		return fmt.Errorf("processor: write snapshot: %w", err)
 	}
+	if p.head != name {
+		replaced = append(replaced, p.head)
+	}
+	previous := p.head
+	p.head = name
+	if err := p.saveCheckpoint(ctx, p.pos); err != nil {
+		p.head = previous
+		return err
+	}
+	p.objects = head.Objects
 	switch s := p.stage.(type) {
 	case *repoStage:
 		s.repos.Saved()
@@ -147,23 +167,35 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 		s.attribution.Saved()
 	}
 	p.snapshotAt = time.Now()
+	// What no committed head names any more; a failed delete leaves an
+	// object the next rebuild removes.
+	for _, old := range replaced {
+		if old != "" {
+			_ = obs.Delete(ctx, old)
+		}
+	}
 	p.logger.Debug("state snapshot written", "position", p.pos, "bytes", saved+len(data))
 	return nil
 }
 
-// loadSnapshot restores the worker's snapshot, if it has one, and returns
-// the positions it covers.
-func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
+// loadSnapshot restores the snapshot whose head the checkpoint names, if
+// any, and returns the positions it covers.
+func (p *Processor) loadSnapshot(ctx context.Context, headName string) (position, bool, error) {
+	if headName == "" {
+		return position{}, false, nil
+	}
 	obs, err := p.objectStore(ctx)
 	if err != nil {
 		return position{}, false, err
 	}
-	data, err := obs.GetBytes(ctx, p.stage.name())
+	data, err := obs.GetBytes(ctx, headName)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		p.logger.Warn("the checkpoint names a snapshot that is gone; folding the stream from its start", "head", headName)
+		p.head = ""
 		return position{}, false, nil
 	}
 	if err != nil {
-		return position{}, false, fmt.Errorf("processor: read snapshot: %w", err)
+		return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", headName, err)
 	}
 	var head snapshotHead
 	if err := json.Unmarshal(data, &head); err != nil {
@@ -174,33 +206,32 @@ func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
 		if err := s.repos.DecodeMeta(head.State); err != nil {
 			return position{}, false, err
 		}
-		infos, err := obs.List(ctx)
-		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
-			return position{}, false, fmt.Errorf("processor: list snapshot: %w", err)
-		}
 		// Hot parts first: a repository's cold months add to it.
-		for _, part := range []struct {
-			prefix string
-			decode func([]byte) error
-		}{{s.name() + "/r/", s.repos.DecodeRepo}, {s.name() + "/cold/", s.repos.DecodeCold}} {
-			for _, info := range infos {
-				if !strings.HasPrefix(info.Name, part.prefix) {
+		parts := slices.Sorted(maps.Keys(head.Objects))
+		for _, hot := range []bool{true, false} {
+			for _, part := range parts {
+				if strings.HasPrefix(part, "r/") != hot {
 					continue
 				}
 				if err := ctx.Err(); err != nil {
 					return position{}, false, err
 				}
-				data, err := obs.GetBytes(ctx, info.Name)
+				data, err := obs.GetBytes(ctx, head.Objects[part])
 				if err != nil {
-					return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", info.Name, err)
+					return position{}, false, fmt.Errorf("processor: read snapshot %s: %w", head.Objects[part], err)
 				}
-				if err := part.decode(data); err != nil {
+				decode := s.repos.DecodeRepo
+				if !hot {
+					decode = s.repos.DecodeCold
+				}
+				if err := decode(data); err != nil {
 					return position{}, false, err
 				}
 			}
 		}
 		s.repos.Restored()
 		s.repos.Saved() // what was just read is saved
+		p.objects = head.Objects
 	case *attributionStage:
 		a, err := correlate.DecodeAttribution(p.opts.Correlate, head.State)
 		if err != nil {
@@ -208,8 +239,39 @@ func (p *Processor) loadSnapshot(ctx context.Context) (position, bool, error) {
 		}
 		s.attribution = a
 	}
+	p.head = headName
 	p.snapshotAt = time.Now()
 	return head.Position, true, nil
+}
+
+// dropOrphans deletes this worker's objects the committed head does not
+// name: those of runs that stopped or were fenced out before committing,
+// and deletes that failed. Run once the checkpoint is this worker's.
+func (p *Processor) dropOrphans(ctx context.Context) error {
+	obs, err := p.objectStore(ctx)
+	if err != nil {
+		return err
+	}
+	infos, err := obs.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("processor: list snapshot: %w", err)
+	}
+	keep := map[string]bool{p.head: true}
+	for _, name := range p.objects {
+		keep[name] = true
+	}
+	prefix := p.stage.name() + "/"
+	for _, info := range infos {
+		if strings.HasPrefix(info.Name, prefix) && !keep[info.Name] {
+			if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+				return fmt.Errorf("processor: delete snapshot %s: %w", info.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // DeleteSnapshots drops every worker's stored state (replay re-derives it).
@@ -248,6 +310,8 @@ func (p *Processor) checkpoints(ctx context.Context) (jetstream.KeyValue, error)
 type checkpoint struct {
 	position
 	Owner string `json:"owner,omitempty"`
+	// Head names the committed snapshot's head object.
+	Head string `json:"head,omitempty"`
 }
 
 // ErrFenced: another worker has taken the partition over, so this one must
@@ -264,7 +328,7 @@ func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(checkpoint{position: pos, Owner: p.runID})
+	data, err := json.Marshal(checkpoint{position: pos, Owner: p.runID, Head: p.head})
 	if err != nil {
 		return err
 	}
@@ -292,25 +356,25 @@ func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
 	})
 }
 
-// loadCheckpoint is the worker's stored position and the revision it is at
-// (0: none).
-func (p *Processor) loadCheckpoint(ctx context.Context) (position, uint64, error) {
+// loadCheckpoint is the worker's stored checkpoint and the revision it is
+// at (0: none).
+func (p *Processor) loadCheckpoint(ctx context.Context) (checkpoint, uint64, error) {
 	kv, err := p.checkpoints(ctx)
 	if err != nil {
-		return position{}, 0, err
+		return checkpoint{}, 0, err
 	}
 	entry, err := kv.Get(ctx, p.stage.name())
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return position{}, 0, nil
+		return checkpoint{}, 0, nil
 	}
 	if err != nil {
-		return position{}, 0, fmt.Errorf("processor: read checkpoint: %w", err)
+		return checkpoint{}, 0, fmt.Errorf("processor: read checkpoint: %w", err)
 	}
 	var cp checkpoint
 	if err := json.Unmarshal(bytes.TrimSpace(entry.Value()), &cp); err != nil {
-		return position{}, 0, fmt.Errorf("processor: decode checkpoint: %w", err)
+		return checkpoint{}, 0, fmt.Errorf("processor: decode checkpoint: %w", err)
 	}
-	return cp.position, entry.Revision(), nil
+	return cp, entry.Revision(), nil
 }
 
 // DeleteCheckpoints drops every worker's checkpoint (replay).
