@@ -31,7 +31,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, name: "doraflow-test", dir: t.TempDir(), ports: freePorts(t, n), routes: freePorts(t, n), Servers: make([]*server.Server, n)}
 	for i := range n {
-		c.start(i)
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		for _, s := range c.Servers {
@@ -44,8 +46,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	return c
 }
 
-func (c *Cluster) start(i int) {
-	c.t.Helper()
+func (c *Cluster) start(i int) error {
 	var routes []*url.URL
 	for j, p := range c.routes {
 		if j != i {
@@ -65,13 +66,15 @@ func (c *Cluster) start(i int) {
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
-		c.t.Fatalf("natstest: node %d: %v", i+1, err)
+		return fmt.Errorf("natstest: node %d: %w", i+1, err)
 	}
 	go s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
-		c.t.Fatalf("natstest: node %d not ready after 10s", i+1)
+		s.Shutdown()
+		return fmt.Errorf("natstest: node %d not ready after 10s", i+1)
 	}
 	c.Servers[i] = s
+	return nil
 }
 
 // URL is a client URL naming every node, so a client fails over.
@@ -91,7 +94,17 @@ func (c *Cluster) Stop(i int) {
 }
 
 // Restart starts node i again on its address and storage.
-func (c *Cluster) Restart(i int) { c.start(i) }
+func (c *Cluster) Restart(i int) error { return c.start(i) }
+
+// Node is the index of the running node of that server name, or -1.
+func (c *Cluster) Node(name string) int {
+	for i, s := range c.Servers {
+		if s != nil && s.Name() == name {
+			return i
+		}
+	}
+	return -1
+}
 
 // WaitForLeader waits until the running nodes agree on a JetStream meta
 // leader.
