@@ -78,8 +78,10 @@ var (
 	ByTeam = By{Key: teamExpr, As: "team", Days: windowDays, totals: true}
 	// Overall is one row over the scope's teams: a dashboard's stat.
 	Overall = By{Days: windowDays}
-	// ByWeek and ByMonth are a row per UTC week (from Monday) and month
-	// of the window, each covering the part of the window within it.
+	// ByDay, ByWeek and ByMonth are a row per UTC day, week (from Monday)
+	// and month of the window, each covering the part of the window within
+	// it; the key is named bucket.
+	ByDay   = byBucket("day", "bucket + 1")
 	ByWeek  = byBucket("toMonday(day)", "bucket + 7")
 	ByMonth = byBucket("toStartOfMonth(day)", "addMonths(bucket, 1)")
 )

@@ -1,0 +1,125 @@
+package dashboards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/barchart"
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/histogram"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/doraflow/doraflow/pkg/dora"
+)
+
+// Row limits of the detail's lists: enough to scroll, few enough for a
+// browser.
+const (
+	listRows      = 200
+	histogramRows = 100000
+)
+
+// commitURL links a change to its commit on the Git host (GitLab answers
+// /group/project/commit/sha too).
+const commitURL = "${git_host}/${__data.fields.repo}/commit/${__data.fields.sha}"
+
+func teamDetail(db string) *dashboard.DashboardBuilder {
+	d := newDashboard(TeamUID, "DORA team detail",
+		"One team (or a few) up close: its production deployments, where its lead time goes, its failures and how it recovered.",
+		"now-30d").
+		WithVariable(teamVariable(db)).
+		WithVariable(dashboard.NewQueryVariableBuilder("repository").Label("Repository").
+			Datasource(datasource()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(dora.ReposSQL(db, teams))}).
+			Definition(dora.ReposSQL(db, teams)).
+			Refresh(dashboard.VariableRefreshOnDashboardLoad).
+			Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(true).IncludeAll(true).
+			Current(dashboard.VariableOption{Text: dashboard.StringOrArrayOfString{ArrayOfString: []string{"All"}},
+				Value: dashboard.StringOrArrayOfString{ArrayOfString: []string{"$__all"}}})).
+		WithVariable(benchmarkVariable()).
+		WithVariable(dashboard.NewTextBoxVariableBuilder("git_host").Label("Git host").
+			Description("Base URL of the Git host, for the links to commits").
+			DefaultValue(dashboard.StringOrMap{String: cog.ToPtr("https://github.com")}).
+			Current(dashboard.VariableOption{Text: dashboard.StringOrArrayOfString{String: cog.ToPtr("https://github.com")},
+				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("https://github.com")}}))
+
+	d.WithPanel(table.NewPanelBuilder().
+		Title("Recent production deployments").
+		Description("Latest first. Approximate: the changes were found without a complete push chain. Recovery: from the deployment to its last incident's resolution or its rollback.").
+		Datasource(datasource()).
+		WithTarget(tableQuery("A", dora.DeploymentsListSQL(db, window, teams, repos, listRows))).
+		NoValue("-").
+		Span(24).Height(10).
+		OverrideByName("recovery_seconds", []dashboard.DynamicConfigValue{{Id: "unit", Value: "s"}, {Id: "decimals", Value: 1}, {Id: "displayName", Value: "recovery"}}).
+		OverrideByName("approximate", boolColumn("exact", "approximate")).
+		OverrideByName("rework", boolColumn("no", "rework")).
+		OverrideByName("outcome", []dashboard.DynamicConfigValue{{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+			Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+				"ok":       {Color: cog.ToPtr("green")},
+				"failed":   {Color: cog.ToPtr("red")},
+				"rollback": {Color: cog.ToPtr("orange")}}}}}},
+			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-text"}}}))
+
+	d.WithRow(dashboard.NewRowBuilder("Lead time"))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("Lead time p50 and p90 per week").
+		Description("Of the changes first deployed to production each UTC week, for the selected teams; a week without changes has no point.").
+		Datasource(datasource()).
+		WithTarget(seriesQuery("A", trendSQL(db, dora.ByWeek, "lead_time_median_seconds AS p50", "lead_time_p90_seconds AS p90"))).
+		Unit("s").Decimals(1).Min(0).
+		ShowPoints(common.VisibilityModeAlways).PointSize(5).LineWidth(2).
+		SpanNulls(common.BoolOrFloat64{Bool: cog.ToPtr(false)}).
+		Legend(legend()).Tooltip(tooltip()).
+		Span(12).Height(8))
+	d.WithPanel(histogram.NewPanelBuilder().
+		Title("Lead time distribution").
+		Description("Changes first deployed to production in the range, by lead time.").
+		Datasource(datasource()).
+		WithTarget(tableQuery("A", "SELECT lead_time_seconds AS `lead time` FROM (\n"+dora.ChangesListSQL(db, window, teams, repos, histogramRows)+")")).
+		Unit("s").Decimals(1).
+		Legend(legend()).Tooltip(tooltip()).
+		Span(12).Height(8))
+	d.WithPanel(table.NewPanelBuilder().
+		Title("Slowest changes").
+		Description("The changes with the longest lead time; click a sha for the commit on the Git host.").
+		Datasource(datasource()).
+		WithTarget(tableQuery("A", dora.ChangesListSQL(db, window, teams, repos, listRows))).
+		NoValue("-").
+		Span(24).Height(10).
+		OverrideByName("lead_time_seconds", []dashboard.DynamicConfigValue{{Id: "unit", Value: "s"}, {Id: "decimals", Value: 1}, {Id: "displayName", Value: "lead time"}}).
+		OverrideByName("sha", []dashboard.DynamicConfigValue{{Id: "links", Value: []dashboard.DashboardLink{
+			{Title: "Commit on the Git host", Type: dashboard.DashboardLinkTypeLink, Url: cog.ToPtr(commitURL), Tags: []string{}, TargetBlank: true}}}}))
+
+	d.WithRow(dashboard.NewRowBuilder("Failures and recovery"))
+	d.WithPanel(table.NewPanelBuilder().
+		Title("Failed deployments").
+		Description("Failed or rolled back production deployments with the incidents attributed to them and their recovery time.").
+		Datasource(datasource()).
+		WithTarget(tableQuery("A", dora.FailedDeploymentsSQL(db, window, teams, repos, listRows))).
+		NoValue("-").
+		Span(12).Height(10).
+		OverrideByName("recovery_seconds", []dashboard.DynamicConfigValue{{Id: "unit", Value: "s"}, {Id: "decimals", Value: 1}, {Id: "displayName", Value: "recovery"}}))
+	d.WithPanel(barchart.NewPanelBuilder().
+		Title("Time to restore per incident").
+		Description("Incidents resolved in the range, by the team of their repository or service; latest first.").
+		Datasource(datasource()).
+		WithTarget(tableQuery("A", "SELECT incident_id, restore_seconds AS `time to restore` FROM (\n"+dora.IncidentsListSQL(db, window, teams, listRows)+")")).
+		XField("incident_id").
+		Orientation(common.VizOrientationHorizontal).
+		ShowValue(common.VisibilityModeAuto).
+		Unit("s").Decimals(1).Min(0).
+		Thresholds(thresholds(dora.TimeToRestore)).
+		ColorScheme(dashboard.NewFieldColorBuilder().Mode(dashboard.FieldColorModeIdThresholds)).
+		Legend(common.NewVizLegendOptionsBuilder().ShowLegend(false).DisplayMode(common.LegendDisplayModeList).Placement(common.LegendPlacementBottom)).
+		Tooltip(tooltip()).
+		Span(12).Height(10))
+	return d
+}
+
+// boolColumn shows a 0/1 column as words.
+func boolColumn(no, yes string) []dashboard.DynamicConfigValue {
+	return []dashboard.DynamicConfigValue{{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+		Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
+			"0": {Text: cog.ToPtr(no)}, "1": {Text: cog.ToPtr(yes), Color: cog.ToPtr("orange")}}}}}}}
+}

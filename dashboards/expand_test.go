@@ -1,0 +1,104 @@
+package dashboards
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// vars are a dashboard's variable values as Grafana holds them: a nil list
+// is All.
+type vars struct {
+	from, to         time.Time
+	team, repository []string
+	benchmark        string
+	// allTeams and allRepos are the variables' options, what Grafana
+	// puts for All where no $__conditionalAll stands.
+	allTeams, allRepos []string
+}
+
+// expand turns a panel's rawSql into what ClickHouse receives, in the
+// order it happens: the plugin's frontend replaces $__conditionalAll
+// (before anything is interpolated), Grafana interpolates the variables,
+// the plugin's backend expands its time macros. It fails on anything left
+// that none of them would expand.
+func expand(sql string, v vars) (string, error) {
+	sql, err := conditionalAll(sql, map[string]bool{"team": v.team == nil, "repository": v.repository == nil})
+	if err != nil {
+		return "", err
+	}
+	pick := func(vals, all []string) []string {
+		if vals == nil {
+			return all
+		}
+		return vals
+	}
+	sql = strings.NewReplacer(
+		"${team:singlequote}", singlequote(pick(v.team, v.allTeams)),
+		"${repository:singlequote}", singlequote(pick(v.repository, v.allRepos)),
+		"${benchmark}", v.benchmark,
+		"$__fromTime", fmt.Sprintf("toDateTime(%d)", v.from.Unix()),
+		"$__toTime", fmt.Sprintf("toDateTime(%d)", v.to.Unix()),
+	).Replace(sql)
+	if i := strings.Index(sql, "$"); i >= 0 {
+		return "", fmt.Errorf("not expanded: %q", sql[i:min(len(sql), i+40)])
+	}
+	return sql, nil
+}
+
+// singlequote is Grafana's singlequote format: each value in single
+// quotes, a quote inside escaped with a backslash, joined by commas.
+func singlequote(vals []string) string {
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i] = "'" + strings.ReplaceAll(v, "'", `\'`) + "'"
+	}
+	return strings.Join(out, ",")
+}
+
+var varRef = regexp.MustCompile(`^\$\{(\w+)\}$|^\$(\w+)$`)
+
+// conditionalAll does what the plugin's applyConditionalAll does: from
+// the last $__conditionalAll( on, split its arguments at the commas
+// outside nested parentheses, and put 1=1 where the second argument's
+// variable is All, else the first argument. Anything but two arguments,
+// or a second that is not a bare $var or ${var}, is an error here (the
+// plugin would leave the macro in the SQL).
+func conditionalAll(sql string, all map[string]bool) (string, error) {
+	const macro = "$__conditionalAll("
+	for i := strings.LastIndex(sql, macro); i >= 0; i = strings.LastIndex(sql, macro) {
+		start := i + len(macro)
+		depth, args, last, end := 1, []string{}, start, -1
+		for j := start; j < len(sql) && end < 0; j++ {
+			switch sql[j] {
+			case '(':
+				depth++
+			case ')':
+				if depth--; depth == 0 {
+					args = append(args, sql[last:j])
+					end = j + 1
+				}
+			case ',':
+				if depth == 1 {
+					args = append(args, sql[last:j])
+					last = j + 1
+				}
+			}
+		}
+		if end < 0 || len(args) != 2 {
+			return "", fmt.Errorf("$__conditionalAll at %d: %d arguments", i, len(args))
+		}
+		m := varRef.FindStringSubmatch(strings.TrimSpace(args[1]))
+		if m == nil {
+			return "", fmt.Errorf("$__conditionalAll second argument %q: not $var or ${var}", args[1])
+		}
+		name := m[1] + m[2]
+		phrase := args[0]
+		if all[name] {
+			phrase = "1=1"
+		}
+		sql = sql[:i] + phrase + sql[end:]
+	}
+	return sql, nil
+}
