@@ -14,6 +14,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 
 	"github.com/doraflow/doraflow/pkg/dora"
 )
@@ -57,7 +58,7 @@ func Build(db string) ([]Dashboard, error) {
 	for _, b := range []struct {
 		uid   string
 		build func(db string) *dashboard.DashboardBuilder
-	}{{OverviewUID, overview}, {TeamsUID, teamComparison}, {TeamUID, teamDetail}} {
+	}{{OverviewUID, overview}, {TeamsUID, teamComparison}, {TeamUID, teamDetail}, {PipelineUID, pipeline}} {
 		d, err := b.build(db).Build()
 		if err != nil {
 			return nil, fmt.Errorf("dashboards: build %s: %w", b.uid, err)
@@ -79,7 +80,9 @@ func newDashboard(uid, title, description, from string) *dashboard.DashboardBuil
 		Refresh("5m").
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Link(linksToOthers{}).
-		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("ClickHouse").Type(PluginID))
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").Label("ClickHouse").Type(PluginID).
+			Current(dashboard.VariableOption{Text: dashboard.StringOrArrayOfString{String: cog.ToPtr(datasourceName)},
+				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr(DatasourceUID)}}))
 }
 
 // linksToOthers is the dashboards' links to one another: they keep the
@@ -137,9 +140,9 @@ func tooltip() *common.VizTooltipOptionsBuilder {
 // time range and benchmark.
 const teamDetailURL = "/d/" + TeamUID + "/doraflow-team-detail?var-datasource=${datasource}&var-benchmark=${benchmark}&var-team=${__data.fields.team:percentencode}&${__url_time_range}"
 
-// dataLink is a link on a panel's values.
-type dataLink struct{ title, url string }
-
-func (l dataLink) Build() (dashboard.DashboardLink, error) {
-	return dashboard.DashboardLink{Title: l.title, Type: dashboard.DashboardLinkTypeLink, Url: cog.ToPtr(l.url), Tags: []string{}}, nil
+// newTable is a table panel with its footer off, stated: Grafana's schema
+// wants the footer's reducer list, which the SDK leaves null.
+func newTable() *table.PanelBuilder {
+	return table.NewPanelBuilder().
+		Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{}).CountRows(false))
 }

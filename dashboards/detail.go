@@ -6,7 +6,6 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/histogram"
-	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
 	"github.com/doraflow/doraflow/pkg/dora"
@@ -44,7 +43,7 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 			Current(dashboard.VariableOption{Text: dashboard.StringOrArrayOfString{String: cog.ToPtr("https://github.com")},
 				Value: dashboard.StringOrArrayOfString{String: cog.ToPtr("https://github.com")}}))
 
-	d.WithPanel(table.NewPanelBuilder().
+	d.WithPanel(newTable().
 		Title("Recent production deployments").
 		Description("Latest first. Approximate: the changes were found without a complete push chain. Recovery: from the deployment to its last incident's resolution or its rollback.").
 		Datasource(datasource()).
@@ -54,11 +53,10 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 		OverrideByName("recovery_seconds", []dashboard.DynamicConfigValue{{Id: "unit", Value: "s"}, {Id: "decimals", Value: 1}, {Id: "displayName", Value: "recovery"}}).
 		OverrideByName("approximate", boolColumn("exact", "approximate")).
 		OverrideByName("rework", boolColumn("no", "rework")).
-		OverrideByName("outcome", []dashboard.DynamicConfigValue{{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
-			Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
-				"ok":       {Color: cog.ToPtr("green")},
-				"failed":   {Color: cog.ToPtr("red")},
-				"rollback": {Color: cog.ToPtr("orange")}}}}}},
+		OverrideByName("outcome", []dashboard.DynamicConfigValue{{Id: "mappings", Value: valueMap(map[string]map[string]any{
+			"ok":       {"color": "green", "index": 0},
+			"failed":   {"color": "red", "index": 1},
+			"rollback": {"color": "orange", "index": 2}})},
 			{Id: "custom.cellOptions", Value: map[string]any{"type": "color-text"}}}))
 
 	d.WithRow(dashboard.NewRowBuilder("Lead time"))
@@ -80,7 +78,7 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 		Unit("s").Decimals(1).
 		Legend(legend()).Tooltip(tooltip()).
 		Span(12).Height(8))
-	d.WithPanel(table.NewPanelBuilder().
+	d.WithPanel(newTable().
 		Title("Slowest changes").
 		Description("The changes with the longest lead time; click a sha for the commit on the Git host.").
 		Datasource(datasource()).
@@ -88,11 +86,11 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 		NoValue("-").
 		Span(24).Height(10).
 		OverrideByName("lead_time_seconds", []dashboard.DynamicConfigValue{{Id: "unit", Value: "s"}, {Id: "decimals", Value: 1}, {Id: "displayName", Value: "lead time"}}).
-		OverrideByName("sha", []dashboard.DynamicConfigValue{{Id: "links", Value: []dashboard.DashboardLink{
-			{Title: "Commit on the Git host", Type: dashboard.DashboardLinkTypeLink, Url: cog.ToPtr(commitURL), Tags: []string{}, TargetBlank: true}}}}))
+		OverrideByName("sha", []dashboard.DynamicConfigValue{{Id: "links", Value: []map[string]any{
+			{"title": "Commit on the Git host", "url": commitURL, "targetBlank": true}}}}))
 
 	d.WithRow(dashboard.NewRowBuilder("Failures and recovery"))
-	d.WithPanel(table.NewPanelBuilder().
+	d.WithPanel(newTable().
 		Title("Failed deployments").
 		Description("Failed or rolled back production deployments with the incidents attributed to them and their recovery time.").
 		Datasource(datasource()).
@@ -119,7 +117,13 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 
 // boolColumn shows a 0/1 column as words.
 func boolColumn(no, yes string) []dashboard.DynamicConfigValue {
-	return []dashboard.DynamicConfigValue{{Id: "mappings", Value: []dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
-		Type: dashboard.MappingTypeValueToText, Options: map[string]dashboard.ValueMappingResult{
-			"0": {Text: cog.ToPtr(no)}, "1": {Text: cog.ToPtr(yes), Color: cog.ToPtr("orange")}}}}}}}
+	return []dashboard.DynamicConfigValue{{Id: "mappings", Value: valueMap(map[string]map[string]any{
+		"0": {"text": no, "index": 0}, "1": {"text": yes, "color": "orange", "index": 1}})}}
+}
+
+// valueMap is a Grafana value mapping (type "value") from each value to
+// its display (text, color, index). Override values are written as plain
+// maps so that they encode the same after a decode.
+func valueMap(options map[string]map[string]any) []map[string]any {
+	return []map[string]any{{"type": "value", "options": options}}
 }

@@ -66,14 +66,22 @@ func thresholdsSQL(m dora.Metric) string {
 // bucket with no facts has zero deployments (and incidents), and no value
 // for what needs something to measure.
 func trendSQL(db string, by dora.By, columns ...string) string {
+	return zeroFilled(by.Key, columns, dora.MetricsSQL(db, window, teams, by))
+}
+
+// zeroFilled is columns of rows (a query with a Date column bucket) for
+// every bucket of the range, key a function of the UTC day day: a bucket
+// missing from rows has the columns' defaults — 0 for counts, NULL for
+// what is Nullable. The plugin takes the time column as the series' time.
+func zeroFilled(key string, columns []string, rows string) string {
 	// The range's UTC days by number, as dora does: the server's time
 	// zone does not matter.
 	first := `intDiv(toUInt32(` + window.From + `), 86400)`
 	days := `SELECT toDate(` + first + ` + arrayJoin(range(toUInt32(intDiv(toUInt32(` + window.To + `) - 1, 86400) - ` + first + ` + 1)))) AS day`
 	return `SELECT toDateTime(toUInt32(bucket) * 86400) AS time, ` + strings.Join(columns, ", ") + `
-FROM (SELECT DISTINCT ` + by.Key + ` AS bucket FROM (` + days + `))
+FROM (SELECT DISTINCT ` + key + ` AS bucket FROM (` + days + `))
 ANY LEFT JOIN (
-` + dora.MetricsSQL(db, window, teams, by) + `) USING bucket
+` + rows + `) USING bucket
 ORDER BY time`
 }
 

@@ -2,7 +2,6 @@ package dashboards
 
 import (
 	"github.com/grafana/grafana-foundation-sdk/go/barchart"
-	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
@@ -40,7 +39,7 @@ func teamComparison(db string) *dashboard.DashboardBuilder {
 }
 
 func teamTable(db string) *table.PanelBuilder {
-	p := table.NewPanelBuilder().
+	p := newTable().
 		Title("Teams").
 		Description("Each team's keys over the range; a change is relative to the period of the same length before it. Few deployments or changes make a figure a small sample. Click a team for its detail.").
 		Datasource(datasource()).
@@ -49,7 +48,7 @@ func teamTable(db string) *table.PanelBuilder {
 		Filterable(true).
 		Span(24).Height(12).
 		OverrideByName("team", []dashboard.DynamicConfigValue{
-			{Id: "links", Value: []dashboard.DashboardLink{{Title: "Team detail", Type: dashboard.DashboardLinkTypeLink, Url: cog.ToPtr(teamDetailURL), Tags: []string{}}}}})
+			{Id: "links", Value: []map[string]any{{"title": "Team detail", "url": teamDetailURL}}}})
 	units := map[string]string{"deploys/day": perDay, "lead time p50": "s", "TTR p50": "s", "recovery p50": "s", "CFR": "percentunit", "rework": "percentunit"}
 	for _, name := range []string{"deploys/day", "lead time p50", "CFR", "TTR p50", "recovery p50", "rework"} {
 		p.OverrideByName(name, []dashboard.DynamicConfigValue{{Id: "unit", Value: units[name]}, {Id: "decimals", Value: 1}})
@@ -60,11 +59,11 @@ func teamTable(db string) *table.PanelBuilder {
 	for _, name := range []string{"deployments", "changes", "failed", "incidents"} {
 		p.OverrideByName(name, []dashboard.DynamicConfigValue{{Id: "unit", Value: "short"}, {Id: "decimals", Value: 0}})
 	}
-	var mappings []dashboard.ValueMapping
-	for _, t := range dora.TierOrder {
-		mappings = append(mappings, dashboard.ValueMapping{ValueMap: &dashboard.ValueMap{Type: dashboard.MappingTypeValueToText,
-			Options: map[string]dashboard.ValueMappingResult{string(t): {Color: cog.ToPtr(tierColor[t]), Text: cog.ToPtr(string(t))}}}})
+	tiers := map[string]map[string]any{}
+	for i, t := range dora.TierOrder {
+		tiers[string(t)] = map[string]any{"color": tierColor[t], "index": i}
 	}
+	mappings := valueMap(tiers)
 	for _, name := range []string{"DF tier", "LT tier", "CFR tier", "TTR tier"} {
 		p.OverrideByName(name, []dashboard.DynamicConfigValue{
 			{Id: "mappings", Value: mappings},
@@ -80,7 +79,7 @@ func ranking(db string, k key) *barchart.PanelBuilder {
 		order = "ASC"
 	}
 	return barchart.NewPanelBuilder().
-		Title(k.title+" by team").
+		Title(k.title + " by team").
 		Description("Best first; a team with nothing to measure is left out.").
 		Datasource(datasource()).
 		WithTarget(tableQuery("A", teamsSQL(db, "team, "+k.column+" AS `"+k.title+"`",

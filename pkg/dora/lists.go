@@ -119,3 +119,35 @@ func repoList(repos string) string {
 	}
 	return "\n            AND " + repos
 }
+
+// ApproximateSQL counts per UTC day (column day) the production
+// deployments finished in the window and those among them whose changes
+// are approximate (found without a complete push chain or the Git host's
+// compare API). Columns: day, deployments, approximate.
+func ApproximateSQL(db string, w Window) string {
+	return expand(`SELECT toDate(finished_at) AS day, count() AS deployments, countIf(approximate = 1) AS approximate
+FROM (
+    SELECT finished_at, production, approximate, live FROM {db}.deployments
+    WHERE finished_at >= {from} AND finished_at < {to}
+    ORDER BY version DESC
+    LIMIT 1 BY repo, deployment_id, finished_at)
+WHERE live = 1 AND production = 1
+GROUP BY day`, db, w, AllTeams)
+}
+
+// LastSeenSQL is, per kind of fact and incident source, the latest time a
+// stored fact names and how many facts name a time within the last day
+// before to: a source that went quiet shows here. Columns: facts, source,
+// last_seen, last_day.
+func LastSeenSQL(db string, w Window) string {
+	return expand(`SELECT 'production deployments' AS facts, '' AS source, max(finished_at) AS last_seen,
+    countIf(finished_at >= toDateTime(toUInt32({to}) - 86400)) AS last_day
+FROM {db}.deployments WHERE live = 1 AND production = 1 AND finished_at < {to}
+UNION ALL
+SELECT 'changes', '', max(deployed_at), countIf(deployed_at >= toDateTime(toUInt32({to}) - 86400))
+FROM {db}.changes WHERE live = 1 AND deployed_at < {to}
+UNION ALL
+SELECT 'incidents', source, max(opened_at), countIf(opened_at >= toDateTime(toUInt32({to}) - 86400))
+FROM {db}.incidents WHERE live = 1 AND opened_at < {to}
+GROUP BY source`, db, w, AllTeams)
+}
