@@ -1,6 +1,7 @@
 package dashboards
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -147,11 +148,16 @@ func datasourceProvider(p Provisioning) datasourceFile {
 }
 
 func writeYAML(path string, v any) error {
-	b, err := yaml.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("dashboards: %s: %w", path, err)
 	}
-	return write(path, b)
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("dashboards: %s: %w", path, err)
+	}
+	return write(path, buf.Bytes())
 }
 
 func write(path string, b []byte) error {

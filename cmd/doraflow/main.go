@@ -48,7 +48,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", os.Getenv("DORAFLOW_CONFIG"), "YAML configuration file (env DORAFLOW_CONFIG)")
-	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd())
+	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd(), dashboardsCmd())
 	return root
 }
 
