@@ -3,6 +3,7 @@ package dashboards
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -40,11 +41,26 @@ func expand(sql string, v vars) (string, error) {
 		"${benchmark}", v.benchmark,
 		"$__fromTime", fmt.Sprintf("toDateTime(%d)", v.from.Unix()),
 		"$__toTime", fmt.Sprintf("toDateTime(%d)", v.to.Unix()),
+		"$__interval_s", strconv.Itoa(interval(v.to.Sub(v.from))),
 	).Replace(sql)
 	if i := strings.Index(sql, "$"); i >= 0 {
 		return "", fmt.Errorf("not expanded: %q", sql[i:min(len(sql), i+40)])
 	}
 	return sql, nil
+}
+
+// interval is Grafana's $__interval in seconds for a range drawn over
+// about 1,000 points: the raw step rounded down to a "nice" one (30 days
+// give 1,800 s).
+func interval(r time.Duration) int {
+	raw := int(r.Seconds() / 1000)
+	nice := 1
+	for _, n := range []int{1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200, 10800, 21600, 43200, 86400} {
+		if n <= raw {
+			nice = n
+		}
+	}
+	return nice
 }
 
 // singlequote is Grafana's singlequote format: each value in single

@@ -20,6 +20,7 @@ import (
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/config"
 	"github.com/doraflow/doraflow/pkg/dora"
+	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/sinks/clickhouse"
 )
 
@@ -67,6 +68,21 @@ func loadHistory(t *testing.T) history {
 		return store.WriteBatches(ctx, cb)
 	})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// What processors would have counted: every source every hour, a
+	// dead letter now and then.
+	var counts []telemetry.PipelineCount
+	for at := benchscale.End.AddDate(0, 0, -size.Days); at.Before(benchscale.End); at = at.Add(time.Hour) {
+		for i, source := range []string{"github", "gitlab", "pagerduty"} {
+			counts = append(counts, telemetry.PipelineCount{Minute: at, Source: source, Outcome: telemetry.OutcomeProcessed,
+				Events: uint64(10 * (i + 1)), LagSecondsSum: float64(i + 1)})
+		}
+		if at.Hour() == 3 {
+			counts = append(counts, telemetry.PipelineCount{Minute: at, Source: "github", Outcome: telemetry.OutcomeDeadLettered, Events: 1})
+		}
+	}
+	if err := store.WritePipeline(ctx, counts); err != nil {
 		t.Fatal(err)
 	}
 	d, err := config.ParseClickHouseDSN(dsn)

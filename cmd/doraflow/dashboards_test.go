@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -9,7 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/config"
 )
 
 // generate writes the layout the compose file relies on, the same bytes
@@ -125,4 +130,38 @@ func equalMaps(a, b map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// The processors record what they take per source: after the demo, the
+// pipeline counts hold GitHub's processed events, no more than were
+// published, with a lag that is not negative — what the pipeline-health
+// dashboard reads.
+func TestDemoRecordsPipelineCounts(t *testing.T) {
+	dsn := testenv.ClickHouse(t)
+	t.Setenv("DORAFLOW_CLICKHOUSE_DSN", dsn)
+	t.Setenv("DORAFLOW_DATA_DIR", t.TempDir())
+	t.Setenv("DORAFLOW_LISTEN", "127.0.0.1:0")
+	if _, err := run(t, "demo", "--days", "3"); err != nil {
+		t.Fatal(err)
+	}
+	d, err := config.ParseClickHouseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var events uint64
+	var lag float64
+	var sources []string
+	row := conn.QueryRow(context.Background(), "SELECT sum(events), sum(lag_seconds_sum), groupUniqArray(source) FROM "+d.Database+
+		".pipeline_minutes WHERE outcome = 'processed'")
+	if err := row.Scan(&events, &lag, &sources); err != nil {
+		t.Fatal(err)
+	}
+	if events == 0 || lag < 0 || lag/float64(events) > 60 || !slices.Equal(sources, []string{"github"}) {
+		t.Errorf("processed %d events from %v with %.1f s of lag", events, sources, lag)
+	}
 }
