@@ -17,7 +17,7 @@ GRAFANA_RUN = docker run --rm --network host -e GF_PLUGINS_PREINSTALL_SYNC=grafa
 	-v $(abspath $(DATA_DIR))/grafana/provisioning:/etc/grafana/provisioning \
 	-v $(abspath $(DATA_DIR))/grafana/dashboards:/var/lib/grafana/dashboards/doraflow grafana/grafana:12.1.0
 
-.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale clean
+.PHONY: all build test test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale dashboard-pngs clean
 
 all: build
 
@@ -59,6 +59,14 @@ demo: build clickhouse
 	@echo "Grafana dashboards and provisioning (datasource: this ClickHouse, database doraflow_demo) in $(abspath $(DATA_DIR))/grafana."
 	@echo "Load them into a Grafana on this machine (Docker), then open http://localhost:3000 (admin/admin):"
 	@echo "  $(GRAFANA_RUN)"
+
+# The README's pictures of the dashboards: each panel drawn (gonum/plot)
+# from its own queries, expanded as Grafana would, over make demo's
+# history sent through the whole pipeline. No Grafana runs here.
+dashboard-pngs:
+	bash scripts/clickhouse.sh ensure
+	mkdir -p docs/dashboards
+	DORAFLOW_DASHBOARD_PNG=$(abspath docs/dashboards) $(GO) test -count=1 -run TestRenderDashboards ./dashboards
 
 bench:
 	bash scripts/clickhouse.sh ensure

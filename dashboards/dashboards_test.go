@@ -134,8 +134,9 @@ func TestRoundTripThroughSDK(t *testing.T) {
 // What Grafana and the plugin need of each dashboard and panel, and the
 // SDK's traps: uid, tag, links shown (no placement) that keep time and
 // variables; datasource and team variables; every target a v4 SQL target
-// on ${datasource}; stats with explicit calcs and orientation; panels not
-// overlapping.
+// on ${datasource}; stats with explicit calcs and orientation; panels
+// within the 24 columns, not overlapping (the SDK's layout places a panel
+// after the previous one without wrapping it).
 func TestDashboardShape(t *testing.T) {
 	ds, err := Build("doraflow")
 	if err != nil {
@@ -171,6 +172,9 @@ func TestDashboardShape(t *testing.T) {
 				continue
 			}
 			g := p.raw.GridPos
+			if g.X+g.W > 24 {
+				t.Errorf("%s: %q runs past Grafana's 24 columns (x %d, w %d)", d.UID, p.title, g.X, g.W)
+			}
 			for x := g.X; x < g.X+g.W; x++ {
 				for y := g.Y; y < g.Y+g.H; y++ {
 					if other, ok := taken[cell{x, y}]; ok {

@@ -45,7 +45,7 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 
 	d.WithPanel(newTable().
 		Title("Recent production deployments").
-		Description("Latest first. Approximate: the changes were found without a complete push chain. Recovery: from the deployment to its last incident's resolution or its rollback.").
+		Description("Latest first. Approximate: the changes were found without a complete push chain. Outcome: failed (rolled back, or it caused an incident), rollback (it re-deployed an earlier sha), ok. Recovery: from a failed deployment to its last incident's resolution or its rollback.").
 		Datasource(datasource()).
 		WithTarget(tableQuery("A", dora.DeploymentsListSQL(db, window, teams, repos, listRows))).
 		NoValue("-").
@@ -92,7 +92,7 @@ func teamDetail(db string) *dashboard.DashboardBuilder {
 	d.WithRow(dashboard.NewRowBuilder("Failures and recovery"))
 	d.WithPanel(newTable().
 		Title("Failed deployments").
-		Description("Failed or rolled back production deployments with the incidents attributed to them and their recovery time.").
+		Description("Production deployments that were rolled back or caused an incident, with the incidents attributed to them and their recovery time.").
 		Datasource(datasource()).
 		WithTarget(tableQuery("A", dora.FailedDeploymentsSQL(db, window, teams, repos, listRows))).
 		NoValue("-").

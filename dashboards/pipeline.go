@@ -58,7 +58,7 @@ func pipeline(db string) *dashboard.DashboardBuilder {
 		DrawStyle(common.GraphDrawStyleBars).FillOpacity(60).
 		Unit("short").Decimals(0).Min(0).
 		Legend(legend()).Tooltip(tooltip()).
-		Span(24).Height(8))
+		Span(12).Height(8))
 	return d
 }
 

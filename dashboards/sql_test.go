@@ -317,7 +317,11 @@ func number(v any) *float64 {
 	if v == nil {
 		return nil
 	}
-	f := reflect.ValueOf(v).Convert(reflect.TypeOf(0.0)).Float()
+	rv := reflect.ValueOf(v)
+	if !rv.CanConvert(reflect.TypeOf(0.0)) || rv.Kind() == reflect.String {
+		return nil
+	}
+	f := rv.Convert(reflect.TypeOf(0.0)).Float()
 	return &f
 }
 

@@ -27,11 +27,12 @@ ORDER BY repo`, db, Window{}, s)
 
 // DeploymentsListSQL lists the production deployments finished in the
 // window, latest first, at most limit. Columns: finished_at, team, repo,
-// deployment_id, sha, changes, approximate, outcome (ok, failed, rollback),
-// rework, incidents, recovery_seconds (NULL until recovered).
+// deployment_id, sha, changes, approximate, outcome (failed: rolled back
+// or caused an incident; else rollback: it re-deployed an earlier sha;
+// else ok), rework, incidents, recovery_seconds (NULL until recovered).
 func DeploymentsListSQL(db string, w Window, s Scope, repos string, limit int) string {
 	return expand(`SELECT finished_at, `+teamExpr+` AS team, repo, deployment_id, sha, changes, approximate,
-    multiIf(rollback = 1, 'rollback', failed = 1, 'failed', 'ok') AS outcome, rework, incidents,
+    multiIf(failed = 1, 'failed', rollback = 1, 'rollback', 'ok') AS outcome, rework, incidents,
     if(failed = 1 AND recovered_at IS NOT NULL,
         toNullable(toInt64(assumeNotNull(recovered_at)) - toInt64(finished_at)), NULL) AS recovery_seconds
 FROM (
@@ -47,8 +48,9 @@ ORDER BY finished_at DESC, repo, deployment_id
 LIMIT `+strconv.Itoa(limit), db, w, s)
 }
 
-// FailedDeploymentsSQL is DeploymentsListSQL's failed deployments with
-// the incidents attributed to them. Extra column: incident_ids (a list).
+// FailedDeploymentsSQL is DeploymentsListSQL's failed deployments (rolled
+// back or the cause of an incident) with the incidents attributed to them.
+// Extra column: incident_ids (a list).
 func FailedDeploymentsSQL(db string, w Window, s Scope, repos string, limit int) string {
 	return expand(`SELECT finished_at, team, repo, deployment_id, sha, outcome, incidents, incident_ids, recovery_seconds
 FROM (`+DeploymentsListSQL(db, w, s, repos, 1000000)+`)
@@ -60,7 +62,7 @@ ANY LEFT JOIN (
         LIMIT 1 BY incident_id, opened_at)
     WHERE live = 1
     GROUP BY repo, deployment_id) USING (repo, deployment_id)
-WHERE outcome != 'ok'
+WHERE outcome = 'failed'
 ORDER BY finished_at DESC, repo, deployment_id
 LIMIT `+strconv.Itoa(limit), db, w, s)
 }
