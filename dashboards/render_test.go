@@ -27,6 +27,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 
 	"github.com/doraflow/doraflow/internal/demo"
+	"github.com/doraflow/doraflow/internal/grafanatest"
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/config"
@@ -53,18 +54,18 @@ func TestRenderDashboards(t *testing.T) {
 	}
 	// The dashboards' now: the time one looks at them, after the
 	// processors counted what they took.
-	v := vars{to: time.Now().UTC().Truncate(time.Minute).Add(time.Minute), benchmark: "2023"}
+	v := grafanatest.Vars{To: time.Now().UTC().Truncate(time.Minute).Add(time.Minute), Benchmark: "2023"}
 	for _, r := range h.rows(t, dora.TeamsSQL(h.db)) {
-		v.allTeams = append(v.allTeams, r[0].(string))
+		v.AllTeams = append(v.AllTeams, r[0].(string))
 	}
 	for _, r := range h.rows(t, dora.ReposSQL(h.db, dora.AllTeams)) {
-		v.allRepos = append(v.allRepos, r[0].(string))
+		v.AllRepos = append(v.AllRepos, r[0].(string))
 	}
 	for _, d := range ds {
 		from := *d.Dashboard.Time
 		days := 0
 		fmt.Sscanf(from.From, "now-%dd", &days)
-		v.from = v.to.Add(-time.Duration(days) * 24 * time.Hour)
+		v.From = v.To.Add(-time.Duration(days) * 24 * time.Hour)
 		path := filepath.Join(dir, d.UID+".png")
 		if err := renderDashboard(t, h, d, v, path); err != nil {
 			t.Fatal(err)
@@ -149,7 +150,7 @@ func style(f font.Font, size vg.Length, c color.Color) draw.TextStyle {
 }
 
 // renderDashboard draws every panel where its gridPos puts it.
-func renderDashboard(t *testing.T, h history, d Dashboard, v vars, path string) error {
+func renderDashboard(t *testing.T, h history, d Dashboard, v grafanatest.Vars, path string) error {
 	var bottom uint32
 	for _, p := range d.Dashboard.Panels {
 		g := gridOf(p)
@@ -161,7 +162,7 @@ func renderDashboard(t *testing.T, h history, d Dashboard, v vars, path string) 
 	fill(c, vg.Rectangle{Max: vg.Point{X: W, Y: H}}, pageBG)
 	title := style(bold, 14, textFG)
 	c.FillText(title, vg.Point{X: 8, Y: H - 20}, *d.Dashboard.Title+fmt.Sprintf("   %s → %s, all teams, benchmark %s",
-		v.from.Format("2006-01-02"), v.to.Format("2006-01-02 15:04"), v.benchmark))
+		v.From.Format("2006-01-02"), v.To.Format("2006-01-02 15:04"), v.Benchmark))
 	top := H - 30
 	for _, p := range d.Dashboard.Panels {
 		g := gridOf(p)
@@ -210,8 +211,8 @@ func (f frame) col(name string) int {
 	return -1
 }
 
-func run(t *testing.T, h history, q Query, v vars) (frame, error) {
-	sql, err := expand(q.RawSql, v)
+func run(t *testing.T, h history, q Query, v grafanatest.Vars) (frame, error) {
+	sql, err := grafanatest.Expand(q.RawSql, v)
 	if err != nil {
 		return frame{}, err
 	}
@@ -310,7 +311,7 @@ func format(v any, unit string, decimals float64) string {
 	return fmt.Sprintf("%.*f", int(decimals), x)
 }
 
-func renderPanel(t *testing.T, h history, c draw.Canvas, r vg.Rectangle, p *dashboard.Panel, v vars) error {
+func renderPanel(t *testing.T, h history, c draw.Canvas, r vg.Rectangle, p *dashboard.Panel, v grafanatest.Vars) error {
 	fill(c, r, frameBG)
 	c.FillText(style(bold, 9, textFG), vg.Point{X: r.Min.X + 6, Y: r.Max.Y - 13}, *p.Title)
 	body := vg.Rectangle{Min: vg.Point{X: r.Min.X + 4, Y: r.Min.Y + 4}, Max: vg.Point{X: r.Max.X - 4, Y: r.Max.Y - 18}}
@@ -351,7 +352,7 @@ func renderPanel(t *testing.T, h history, c draw.Canvas, r vg.Rectangle, p *dash
 	case "timeseries":
 		plotSeries(pl, p, frames)
 		// The panel's range, as Grafana draws it, whatever has data.
-		pl.X.Min, pl.X.Max = float64(v.from.Unix()), float64(v.to.Unix())
+		pl.X.Min, pl.X.Max = float64(v.From.Unix()), float64(v.To.Unix())
 	case "barchart":
 		plotBars(pl, frames[0])
 	case "xychart":

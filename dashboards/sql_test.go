@@ -16,6 +16,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/doraflow/doraflow/internal/benchscale"
+	"github.com/doraflow/doraflow/internal/grafanatest"
 	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/config"
@@ -165,20 +166,20 @@ func TestEveryPanelQueryRuns(t *testing.T) {
 	for _, r := range h.rows(t, dora.ReposSQL(h.db, dora.AllTeams)) {
 		allRepos = append(allRepos, r[0].(string))
 	}
-	base := vars{from: since, to: until, benchmark: "2023", allTeams: h.teams, allRepos: allRepos}
+	base := grafanatest.Vars{From: since, To: until, Benchmark: "2023", AllTeams: h.teams, AllRepos: allRepos}
 	cases := []struct {
 		name string
-		v    func(v vars) vars
+		v    func(v grafanatest.Vars) grafanatest.Vars
 	}{
-		{"all teams", func(v vars) vars { return v }},
-		{"one team", func(v vars) vars { v.team = []string{benchscale.Team(1)}; return v }},
-		{"several teams, 2021", func(v vars) vars {
-			v.team, v.benchmark = []string{benchscale.Team(1), benchscale.Team(2)}, "2021"
+		{"all teams", func(v grafanatest.Vars) grafanatest.Vars { return v }},
+		{"one team", func(v grafanatest.Vars) grafanatest.Vars { v.Team = []string{benchscale.Team(1)}; return v }},
+		{"several teams, 2021", func(v grafanatest.Vars) grafanatest.Vars {
+			v.Team, v.Benchmark = []string{benchscale.Team(1), benchscale.Team(2)}, "2021"
 			return v
 		}},
-		{"a quote in the team's name", func(v vars) vars { v.team = []string{quoted}; return v }},
-		{"one repository", func(v vars) vars {
-			v.team, v.repository = []string{benchscale.Team(1)}, []string{benchscale.Repo(3)}
+		{"a quote in the team's name", func(v grafanatest.Vars) grafanatest.Vars { v.Team = []string{quoted}; return v }},
+		{"one repository", func(v grafanatest.Vars) grafanatest.Vars {
+			v.Team, v.Repository = []string{benchscale.Team(1)}, []string{benchscale.Repo(3)}
 			return v
 		}},
 	}
@@ -197,9 +198,9 @@ func TestEveryPanelQueryRuns(t *testing.T) {
 	}
 }
 
-func check(t *testing.T, h history, scope, what, raw string, v vars) {
+func check(t *testing.T, h history, scope, what, raw string, v grafanatest.Vars) {
 	t.Helper()
-	sql, err := expand(raw, v)
+	sql, err := grafanatest.Expand(raw, v)
 	if err != nil {
 		t.Errorf("%s, %s: %v", scope, what, err)
 		return
@@ -243,9 +244,9 @@ func TestStatsAreTheReport(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, team := range []string{"", benchscale.Team(1), quoted} {
-		v := vars{from: since, to: until, benchmark: "2023", allTeams: h.teams}
+		v := grafanatest.Vars{From: since, To: until, Benchmark: "2023", AllTeams: h.teams}
 		if team != "" {
-			v.team = []string{team}
+			v.Team = []string{team}
 		}
 		cur, err := report.Build(ctx, h.store, dora.Benchmark2023, since, until, nil, team)
 		if err != nil {
@@ -256,7 +257,7 @@ func TestStatsAreTheReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		for title, raw := range stats {
-			sql, err := expand(raw, v)
+			sql, err := grafanatest.Expand(raw, v)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -275,7 +276,7 @@ func TestStatsAreTheReport(t *testing.T) {
 			}
 		}
 		// The table: one row per team the report measured.
-		sql, err := expand(teamTable, v)
+		sql, err := grafanatest.Expand(teamTable, v)
 		if err != nil {
 			t.Fatal(err)
 		}

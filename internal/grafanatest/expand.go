@@ -1,4 +1,7 @@
-package dashboards
+// Package grafanatest turns a panel's rawSql into the SQL ClickHouse
+// receives from Grafana's ClickHouse plugin, for the tests and benchmarks
+// that run the dashboards' queries where no Grafana runs.
+package grafanatest
 
 import (
 	"fmt"
@@ -8,24 +11,24 @@ import (
 	"time"
 )
 
-// vars are a dashboard's variable values as Grafana holds them: a nil list
-// is All.
-type vars struct {
-	from, to         time.Time
-	team, repository []string
-	benchmark        string
-	// allTeams and allRepos are the variables' options, what Grafana
-	// puts for All where no $__conditionalAll stands.
-	allTeams, allRepos []string
+// Vars are a dashboard's variable values as Grafana holds them: a nil
+// list is All.
+type Vars struct {
+	From, To         time.Time
+	Team, Repository []string
+	Benchmark        string
+	// AllTeams and AllRepos are the variables' options, what Grafana puts
+	// for All where no $__conditionalAll stands.
+	AllTeams, AllRepos []string
 }
 
-// expand turns a panel's rawSql into what ClickHouse receives, in the
+// Expand turns a panel's rawSql into what ClickHouse receives, in the
 // order it happens: the plugin's frontend replaces $__conditionalAll
 // (before anything is interpolated), Grafana interpolates the variables,
 // the plugin's backend expands its time macros. It fails on anything left
 // that none of them would expand.
-func expand(sql string, v vars) (string, error) {
-	sql, err := conditionalAll(sql, map[string]bool{"team": v.team == nil, "repository": v.repository == nil})
+func Expand(sql string, v Vars) (string, error) {
+	sql, err := conditionalAll(sql, map[string]bool{"team": v.Team == nil, "repository": v.Repository == nil})
 	if err != nil {
 		return "", err
 	}
@@ -36,12 +39,12 @@ func expand(sql string, v vars) (string, error) {
 		return vals
 	}
 	sql = strings.NewReplacer(
-		"${team:singlequote}", singlequote(pick(v.team, v.allTeams)),
-		"${repository:singlequote}", singlequote(pick(v.repository, v.allRepos)),
-		"${benchmark}", v.benchmark,
-		"$__fromTime", fmt.Sprintf("toDateTime(%d)", v.from.Unix()),
-		"$__toTime", fmt.Sprintf("toDateTime(%d)", v.to.Unix()),
-		"$__interval_s", strconv.Itoa(interval(v.to.Sub(v.from))),
+		"${team:singlequote}", singlequote(pick(v.Team, v.AllTeams)),
+		"${repository:singlequote}", singlequote(pick(v.Repository, v.AllRepos)),
+		"${benchmark}", v.Benchmark,
+		"$__fromTime", fmt.Sprintf("toDateTime(%d)", v.From.Unix()),
+		"$__toTime", fmt.Sprintf("toDateTime(%d)", v.To.Unix()),
+		"$__interval_s", strconv.Itoa(interval(v.To.Sub(v.From))),
 	).Replace(sql)
 	if i := strings.Index(sql, "$"); i >= 0 {
 		return "", fmt.Errorf("not expanded: %q", sql[i:min(len(sql), i+40)])
