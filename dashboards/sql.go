@@ -41,15 +41,20 @@ SELECT ` + window.From + ` AS time, ` + column + ` AS value FROM (
 ORDER BY time`
 }
 
-// thresholdsSQL is the selected benchmark's limits of a metric as one row,
-// a column per tier boundary in ascending order, for the stat panels'
-// "config from query results" thresholds.
+// thresholdsSQL is the selected benchmark's steps of a metric as one row,
+// a column per tier in ascending order of its step, for the stat panels'
+// "config from query results" thresholds. The base step is 0 rather than
+// -Infinity, which a query cannot give: every metric is at least 0, and
+// Grafana's display turns the lowest step into the base either way.
 func thresholdsSQL(m dora.Metric) string {
 	var cols []string
-	for i, st := range steps(m, dora.Benchmarks[0])[1:] {
+	for i, st := range steps(m, dora.Benchmarks[0]) {
 		val := ""
 		for _, b := range dora.Benchmarks {
-			v := strconv.FormatFloat(steps(m, b)[i+1].value, 'g', -1, 64)
+			v := "0"
+			if i > 0 {
+				v = strconv.FormatFloat(steps(m, b)[i].value, 'g', -1, 64)
+			}
 			if val == "" {
 				val = v
 				continue

@@ -359,3 +359,119 @@ func show(v any) string {
 	}
 	return fmt.Sprint(v)
 }
+
+// The stat panels' colours are the tiers of pkg/dora's one table, for each
+// benchmark: the thresholds query T, run on ClickHouse, and the static
+// steps (the default benchmark's) colour every value on either side of
+// every limit as the Go tiers rate it, under Grafana's rule (a value takes
+// the colour of the highest step at or below it).
+func TestStatColoursAreTheTiers(t *testing.T) {
+	testenv.ClickHouse(t)
+	conn, err := ch.Open(&ch.Options{Addr: []string{testenv.ClickHouseAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h := history{conn: conn}
+	ds, err := Build("doraflow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	goTier := func(b dora.Benchmark, m dora.Metric, v float64) dora.Tier {
+		switch m {
+		case dora.DeploymentFrequency:
+			return b.DeploymentFrequencyTier(v)
+		case dora.LeadTime:
+			return b.LeadTimeTier(time.Duration(v * float64(time.Second)))
+		case dora.ChangeFailureRate:
+			return b.ChangeFailureRateTier(v)
+		}
+		return b.TimeToRestoreTier(time.Duration(v * float64(time.Second)))
+	}
+	colour := func(steps []step, v float64) string {
+		c := ""
+		for _, s := range steps {
+			if v >= s.value {
+				c = tierColor[s.tier]
+			}
+		}
+		return c
+	}
+	checked := 0
+	for _, p := range panels(ds[0]) {
+		var k *key
+		for i := range keys {
+			if keys[i].title == p.title && keys[i].tiered {
+				k = &keys[i]
+			}
+		}
+		if p.kind != "stat" || k == nil {
+			continue
+		}
+		opts := p.raw.Transformations[0].Options.(map[string]any)
+		for _, m := range opts["mappings"].([]map[string]any) {
+			name := m["fieldName"].(string)
+			if c := m["handlerArguments"].(map[string]any)["threshold"].(map[string]any)["color"]; c != tierColor[dora.Tier(name)] {
+				t.Errorf("%s: column %s is coloured %v", p.title, name, c)
+			}
+		}
+		var static []step
+		for _, s := range p.raw.FieldConfig.Defaults.Thresholds.Steps {
+			v := math.Inf(-1)
+			if s.Value != nil {
+				v = *s.Value
+			}
+			static = append(static, step{tier: tierOf(s.Color), value: v})
+		}
+		for _, b := range dora.Benchmarks {
+			sql, err := grafanatest.Expand(p.queries[1].RawSql, grafanatest.Vars{Benchmark: b.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := h.rows(t, sql)
+			// Each column is its tier's step (the transformation maps
+			// it to the tier's colour).
+			var fromQuery []step
+			cols := thresholdColumns(t, h, sql)
+			for i, col := range cols {
+				fromQuery = append(fromQuery, step{tier: dora.Tier(col), value: *number(got[0][i])})
+			}
+			for _, limit := range b.Limits(k.metric).Values {
+				for _, v := range []float64{math.Nextafter(limit, 0), limit, math.Nextafter(limit, math.Inf(1)), limit * 0.9, limit * 1.1} {
+					want := tierColor[goTier(b, k.metric, v)]
+					if c := colour(fromQuery, v); c != want {
+						t.Errorf("%s, benchmark %s, %v: thresholds query colours %s, the tier is %s", p.title, b.Name, v, c, want)
+					}
+					if b.Name == dora.Benchmarks[0].Name {
+						if c := colour(static, v); c != want {
+							t.Errorf("%s, %v: static steps colour %s, the tier is %s", p.title, v, c, want)
+						}
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no tiered stat panel found")
+	}
+}
+
+func tierOf(color string) dora.Tier {
+	for t, c := range tierColor {
+		if c == color {
+			return t
+		}
+	}
+	return ""
+}
+
+func thresholdColumns(t *testing.T, h history, sql string) []string {
+	t.Helper()
+	rows, err := h.conn.Query(context.Background(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	return rows.Columns()
+}

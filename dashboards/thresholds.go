@@ -56,7 +56,7 @@ func thresholds(m dora.Metric) *dashboard.ThresholdsConfigBuilder {
 // its tier's colour.
 func fromThresholdsQuery(m dora.Metric) dashboard.DataTransformerConfig {
 	var mappings []map[string]any
-	for _, s := range steps(m, dora.Benchmarks[0])[1:] {
+	for _, s := range steps(m, dora.Benchmarks[0]) {
 		mappings = append(mappings, map[string]any{"fieldName": string(s.tier), "handlerKey": "threshold1",
 			"handlerArguments": map[string]any{"threshold": map[string]any{"color": tierColor[s.tier]}}})
 	}
