@@ -360,8 +360,8 @@ func show(v any) string {
 	return fmt.Sprint(v)
 }
 
-// The stat panels' colours are the tiers of pkg/dora's one table, for each
-// benchmark: the thresholds query T, run on ClickHouse, and the static
+// The stats' and the rankings' colours are the tiers of pkg/dora's one
+// table, for each benchmark: the thresholds query T, run on ClickHouse, and the static
 // steps (the default benchmark's) colour every value on either side of
 // every limit as the Go tiers rate it, under Grafana's rule (a value takes
 // the colour of the highest step at or below it).
@@ -398,14 +398,24 @@ func TestStatColoursAreTheTiers(t *testing.T) {
 		return c
 	}
 	checked := 0
-	for _, p := range panels(ds[0]) {
+	var all []panel
+	for _, d := range ds {
+		all = append(all, panels(d)...)
+	}
+	for _, p := range all {
 		var k *key
 		for i := range keys {
-			if keys[i].title == p.title && keys[i].tiered {
+			if keys[i].tiered && (p.title == keys[i].title || p.title == keys[i].title+" by team") {
 				k = &keys[i]
 			}
 		}
-		if p.kind != "stat" || k == nil {
+		var thresholdsQuery string
+		for _, q := range p.queries {
+			if q.RefId == "T" {
+				thresholdsQuery = q.RawSql
+			}
+		}
+		if k == nil || thresholdsQuery == "" {
 			continue
 		}
 		opts := p.raw.Transformations[0].Options.(map[string]any)
@@ -424,7 +434,7 @@ func TestStatColoursAreTheTiers(t *testing.T) {
 			static = append(static, step{tier: tierOf(s.Color), value: v})
 		}
 		for _, b := range dora.Benchmarks {
-			sql, err := grafanatest.Expand(p.queries[1].RawSql, grafanatest.Vars{Benchmark: b.Name})
+			sql, err := grafanatest.Expand(thresholdsQuery, grafanatest.Vars{Benchmark: b.Name})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -452,8 +462,10 @@ func TestStatColoursAreTheTiers(t *testing.T) {
 			}
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no tiered stat panel found")
+	// Four stats and four rankings, five values about three limits of
+	// two benchmarks each.
+	if want := 8 * 2 * 3 * 5; checked != want {
+		t.Fatalf("checked %d colourings, want %d", checked, want)
 	}
 }
 

@@ -72,7 +72,8 @@ func teamTable(db string) *table.PanelBuilder {
 	return p
 }
 
-// ranking is the teams ordered by a key, best first.
+// ranking is the teams ordered by a key, best first, each bar coloured by
+// its tier of the selected benchmark, as the overview's stats are.
 func ranking(db string, k key) *barchart.PanelBuilder {
 	order := "DESC"
 	if k.lowerIsBetter {
@@ -80,10 +81,12 @@ func ranking(db string, k key) *barchart.PanelBuilder {
 	}
 	return barchart.NewPanelBuilder().
 		Title(k.title + " by team").
-		Description("Best first; a team with nothing to measure is left out.").
+		Description("Best first; a team with nothing to measure is left out. Coloured by tier of the selected benchmark: " + tierLegend).
 		Datasource(datasource()).
 		WithTarget(tableQuery("A", teamsSQL(db, "team, "+k.column+" AS `"+k.title+"`",
 			"WHERE "+k.column+" IS NOT NULL ORDER BY "+k.column+" "+order+", team"))).
+		WithTarget(tableQuery("T", thresholdsSQL(k.metric))).
+		WithTransformation(fromThresholdsQuery(k.metric)).
 		XField("team").
 		Orientation(common.VizOrientationHorizontal).
 		ShowValue(common.VisibilityModeAlways).
