@@ -91,7 +91,7 @@ func byBucket(key, next string) By {
         greatest(toUInt32(bucket) * 86400, toUInt32({from}))) / 86400)`}
 }
 
-// select is the key column of a query's SELECT list, and group its GROUP
+// selectKey is the key column of a query's SELECT list, and group its GROUP
 // BY clause.
 func (b By) selectKey() string {
 	if b.Key == "" {
