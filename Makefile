@@ -9,8 +9,15 @@ CH_TCP    ?= 19000
 CH_HTTP   ?= 18123
 DEMO_ADDR ?= 127.0.0.1:18080
 DEMO_DAYS ?= 60
+# The one command that loads make demo's dashboards into a Grafana: the
+# plugin at the version the dashboards target, the provisioning mounted
+# where Grafana reads it, the host network to reach the demo's ClickHouse.
+GRAFANA_RUN = docker run --rm --network host -e GF_PLUGINS_PREINSTALL_SYNC=grafana-clickhouse-datasource@4.20.0 \
+	-e DORAFLOW_CLICKHOUSE_READER_PASSWORD= \
+	-v $(abspath $(DATA_DIR))/grafana/provisioning:/etc/grafana/provisioning \
+	-v $(abspath $(DATA_DIR))/grafana/dashboards:/var/lib/grafana/dashboards/doraflow grafana/grafana:12.1.0
 
-.PHONY: all build test test-deployments test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale clean
+.PHONY: all build test test-deployments test-short vet fmt demo clickhouse clickhouse-stop bench bench-queries bench-scale dashboard-pngs clean
 
 all: build
 
@@ -55,6 +62,20 @@ demo: build clickhouse
 	DORAFLOW_DATA_DIR=$(DATA_DIR)/demo \
 	DORAFLOW_LISTEN=$(DEMO_ADDR) \
 	./bin/doraflow demo --days $(DEMO_DAYS)
+	./bin/doraflow dashboards generate --out $(DATA_DIR)/grafana --dashboards-path /var/lib/grafana/dashboards/doraflow \
+		--clickhouse-host 127.0.0.1 --clickhouse-port $(CH_TCP) --clickhouse-user default --clickhouse-database doraflow_demo >/dev/null
+	@echo
+	@echo "Grafana dashboards and provisioning (datasource: this ClickHouse, database doraflow_demo) in $(abspath $(DATA_DIR))/grafana."
+	@echo "Load them into a Grafana on this machine (Docker), then open http://localhost:3000 (admin/admin):"
+	@echo "  $(GRAFANA_RUN)"
+
+# The README's pictures of the dashboards: each panel drawn (gonum/plot)
+# from its own queries, expanded as Grafana would, over make demo's
+# history sent through the whole pipeline. No Grafana runs here.
+dashboard-pngs:
+	bash scripts/clickhouse.sh ensure
+	mkdir -p docs/dashboards
+	DORAFLOW_DASHBOARD_PNG=$(abspath docs/dashboards) $(GO) test -count=1 -run TestRenderDashboards ./dashboards
 
 bench:
 	bash scripts/clickhouse.sh ensure

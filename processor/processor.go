@@ -107,6 +107,8 @@ type Processor struct {
 	stale   bool
 	rebuilt RebuildStats
 	gaps    *gapFiller
+	// pipeline counts what the batches took, for the store (pipeline.go).
+	pipeline telemetry.Tally
 }
 
 // position is how far a worker has folded each of its streams, and the
@@ -464,6 +466,7 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 			p.logger.Warn("ack failed; the message will be redelivered and fold again harmlessly", "err", err)
 		}
 	}
+	p.recordPipeline(ctx, got)
 	if !newest.IsZero() {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
@@ -609,6 +612,7 @@ func (p *Processor) deadLetter(ctx context.Context, m jetstream.Msg, meta *jetst
 		}
 	}
 	_ = m.Term()
+	p.pipeline.Add(m.Headers().Get(bus.HeaderSource), telemetry.OutcomeDeadLettered, time.Now(), 0)
 	p.metrics.DeadLettered.WithLabelValues(kind).Inc()
 	p.logger.Error("message dead-lettered", "subject", m.Subject(), "seq", meta.Sequence.Stream, "reason", reason)
 }

@@ -58,8 +58,9 @@ func (r result) quantile(q float64) time.Duration {
 // before and of PostgreSQL, then measures for 90 and 365 days, in order:
 // the bare aggregate scans (the baseline), the report for all teams and
 // for one team (report.Build, as `doraflow report` runs it), the
-// deduplicating queries of before, and PostgreSQL. Each case reports its
-// p50 and p95; run with -benchtime=Nx for N samples per case.
+// deduplicating queries of before, and PostgreSQL; then every dashboard
+// panel's queries. Each case reports its p50 and p95; run with
+// -benchtime=Nx for N samples per case.
 func BenchmarkQueries(b *testing.B) {
 	size, sizeName := small, "small"
 	if os.Getenv(sizeEnv) == "organisation" {
@@ -171,6 +172,18 @@ func BenchmarkQueries(b *testing.B) {
 				results = append(results, r)
 			})
 		}
+	}
+	// The dashboards' panels, each against the bare scan of the span it
+	// reads.
+	db := store.Database()
+	bared := map[int]bool{90: true, 365: true}
+	for _, c := range panelCases(b, db, until, teams, team) {
+		if !bared[c.days] {
+			since := until.AddDate(0, 0, -c.days)
+			measure(fmt.Sprintf("%dd/bare", c.days), func() error { _, err := Bare(ctx, conn, db, since, until); return err })
+			bared[c.days] = true
+		}
+		measure(c.name, func() error { return runPanel(ctx, conn, c.sql) })
 	}
 	if path := os.Getenv(docEnv); path != "" {
 		doc := writeDoc(ctx, b, conn, store.Database(), pg, sizeName, size, loaded, indexed, until, team, results, checks)
@@ -296,6 +309,7 @@ func writeDoc(ctx context.Context, b *testing.B, conn driver.Conn, db string, pg
 	fmt.Fprintf(&w, "\n- bare: the three aggregates over the raw rows of the window (no dedupe, no team): the floor.\n")
 	fmt.Fprintf(&w, "- report / report-team: `report.Build` as `doraflow report [--team]` runs it: one delivery query (per-day rollups for whole days, deduplicated facts for the partial days at the edges) and one incident query, per team WITH TOTALS.\n")
 	fmt.Fprintf(&w, "- dedupe-before: the queries `report` ran before the rollups (every fact in the window deduplicated, by team and again for all teams).\n")
+	fmt.Fprintf(&w, "- panel: a target of a dashboard panel (dashboards/) expanded as Grafana and its ClickHouse plugin would send it, every team selected, over the dashboard's default range ending at the same time (overview and team comparison 90 days, team detail 30, pipeline 7; the team detail for --team's team too), its whole answer read; its window is the span it reads (twice the range for a stat or the team table, which read the period before too).\n")
 	if pg != nil {
 		fmt.Fprintf(&w, "- postgres: the same figures (checked equal) from the same facts, `DISTINCT ON` the natural key by version, per team and total with `GROUPING SETS`, timed by psql's `\\timing`.\n")
 		fmt.Fprintf(&w, "\nFor every window, report is %s than PostgreSQL at p95.\n", speedups(byName))

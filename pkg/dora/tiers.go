@@ -48,6 +48,9 @@ var (
 	}
 )
 
+// Benchmarks are the benchmarks one can choose, the default first.
+var Benchmarks = []Benchmark{Benchmark2023, Benchmark2021}
+
 // BenchmarkNamed returns the benchmark of a year.
 func BenchmarkNamed(name string) (Benchmark, bool) {
 	switch name {
@@ -59,13 +62,11 @@ func BenchmarkNamed(name string) (Benchmark, bool) {
 	return Benchmark{}, false
 }
 
-var tiers = [3]Tier{Elite, High, Medium}
-
 // DeploymentFrequencyTier rates deployments per day.
 func (b Benchmark) DeploymentFrequencyTier(perDay float64) Tier {
 	for i, t := range b.DeployPerDay {
 		if perDay >= t {
-			return tiers[i]
+			return TierOrder[i]
 		}
 	}
 	return Low
@@ -81,7 +82,7 @@ func (b Benchmark) TimeToRestoreTier(d time.Duration) Tier { return below(d, b.T
 func (b Benchmark) ChangeFailureRateTier(rate float64) Tier {
 	for i, t := range b.ChangeFailureRate {
 		if rate <= t {
-			return tiers[i]
+			return TierOrder[i]
 		}
 	}
 	return Low
@@ -90,8 +91,51 @@ func (b Benchmark) ChangeFailureRateTier(rate float64) Tier {
 func below(d time.Duration, limits [3]time.Duration) Tier {
 	for i, t := range limits {
 		if d < t {
-			return tiers[i]
+			return TierOrder[i]
 		}
 	}
 	return Low
 }
+
+// Metric names a key metric that has tiers, as the report's JSON does.
+type Metric string
+
+const (
+	DeploymentFrequency Metric = "deployment_frequency"
+	LeadTime            Metric = "lead_time"
+	ChangeFailureRate   Metric = "change_failure_rate"
+	TimeToRestore       Metric = "time_to_restore"
+)
+
+// Metrics are the metrics with tiers, in the order the report names them.
+var Metrics = []Metric{DeploymentFrequency, LeadTime, ChangeFailureRate, TimeToRestore}
+
+// Limits is how a benchmark rates a metric: a value is Elite, High or
+// Medium by the first limit it meets (Compare: ">=", "<" or "<="), else
+// low. Values are in the units the report gives: deployments per day,
+// seconds, a ratio.
+type Limits struct {
+	Values  [3]float64
+	Compare string
+}
+
+// Limits returns the benchmark's limits of a metric.
+func (b Benchmark) Limits(m Metric) Limits {
+	secs := func(ds [3]time.Duration) [3]float64 {
+		return [3]float64{ds[0].Seconds(), ds[1].Seconds(), ds[2].Seconds()}
+	}
+	switch m {
+	case DeploymentFrequency:
+		return Limits{b.DeployPerDay, ">="}
+	case LeadTime:
+		return Limits{secs(b.LeadTime), "<"}
+	case ChangeFailureRate:
+		return Limits{b.ChangeFailureRate, "<="}
+	case TimeToRestore:
+		return Limits{secs(b.TimeToRestore), "<"}
+	}
+	return Limits{}
+}
+
+// TierOrder is the tiers, best first.
+var TierOrder = [4]Tier{Elite, High, Medium, Low}

@@ -29,11 +29,11 @@ func (s *Store) Aggregates(ctx context.Context, since, until time.Time, team str
 		what, sql string
 		fields    func(a *dora.Aggregates) []*uint64
 	}{
-		{"delivery metrics", dora.DeliverySQL(s.database, w, scope), func(a *dora.Aggregates) []*uint64 {
+		{"delivery metrics", dora.DeliverySQL(s.database, w, scope, dora.ByTeam), func(a *dora.Aggregates) []*uint64 {
 			return []*uint64{&a.Deployments, &a.Failed, &a.Rework, &a.Recovered, &a.RecoveryMedianSeconds,
 				&a.Changes, &a.LeadTimeMedianSeconds, &a.LeadTimeP90}
 		}},
-		{"incident metrics", dora.IncidentsSQL(s.database, w, scope), func(a *dora.Aggregates) []*uint64 {
+		{"incident metrics", dora.IncidentsSQL(s.database, w, scope, dora.ByTeam), func(a *dora.Aggregates) []*uint64 {
 			return []*uint64{&a.Incidents, &a.Resolved, &a.TimeToRestoreMedianSeconds}
 		}},
 	}
