@@ -97,6 +97,9 @@ type Processor struct {
 	// names (repository stage), as the next snapshot starts from.
 	head    string
 	objects map[string]string
+	// consumers of events and links, once Run has them: their
+	// acknowledgement floors bound what a snapshot covers.
+	consumers [2]jetstream.Consumer
 	// runID and linkSeq name the links this run publishes.
 	runID   string
 	linkSeq uint64
@@ -302,6 +305,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.consumers = [2]jetstream.Consumer{events, links}
 	close(p.ready)
 	for ctx.Err() == nil {
 		if err := p.batch(ctx, events, links); err != nil {

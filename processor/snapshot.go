@@ -74,7 +74,11 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	}
 	// The retention horizon moves a day at a time.
 	today := time.Now().UTC().Truncate(24 * time.Hour)
-	head := snapshotHead{Position: p.pos, Taken: time.Now().UTC()}
+	covered, err := p.covered(ctx)
+	if err != nil {
+		return err
+	}
+	head := snapshotHead{Position: covered, Taken: time.Now().UTC()}
 	head.Position.Version = p.lastVersion
 	saved := 0
 	var replaced []string // objects the new head no longer names
@@ -176,6 +180,35 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	}
 	p.logger.Debug("state snapshot written", "position", p.pos, "bytes", saved+len(data))
 	return nil
+}
+
+// covered is the positions up to which the state has folded every message
+// of its streams. Positions say the highest sequence folded, but a message
+// can come after higher ones: a predecessor's unacknowledged messages are
+// redelivered once their ack wait is over, after newer ones. A snapshot
+// that covered up to the highest would, restored, never fold them. Every
+// message up to a consumer's acknowledgement floor is folded (acknowledged
+// only once folded, or folded again from the checkpoint a successor
+// claims), so a snapshot covers up to the floors; a restore folds again
+// from there.
+func (p *Processor) covered(ctx context.Context) (position, error) {
+	pos := p.pos
+	for i, c := range p.consumers {
+		if c == nil {
+			continue
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return pos, fmt.Errorf("processor: consumer info: %w", err)
+		}
+		floor := info.AckFloor.Stream
+		if i == 0 {
+			pos.Events = min(pos.Events, floor)
+		} else {
+			pos.Links = min(pos.Links, floor)
+		}
+	}
+	return pos, nil
 }
 
 // loadSnapshot restores the snapshot whose head the checkpoint names, if
