@@ -95,8 +95,9 @@ type Processor struct {
 	snapshotDur   time.Duration // what the last snapshot took
 	// head and objects: the committed snapshot's head and the objects it
 	// names (repository stage), as the next snapshot starts from.
-	head    string
-	objects map[string]string
+	head        string
+	snapshotPos position
+	objects     map[string]string
 	// consumers of events and links, once Run has them: their
 	// acknowledgement floors bound what a snapshot covers.
 	consumers [2]jetstream.Consumer
@@ -433,6 +434,7 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		}
 	}
 	if len(got) == 0 {
+		p.maybeSnapshot(ctx)
 		return nil
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
@@ -474,15 +476,23 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	if !newest.IsZero() {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
-	// At most a tenth of the time goes to snapshots: in a burst (a backfill
-	// changes every repository between two) they come less often.
-	if time.Since(p.snapshotAt) >= max(p.opts.SnapshotInterval, 10*p.snapshotDur) {
-		if err := p.saveSnapshot(ctx); err != nil {
-			p.metrics.Errors.WithLabelValues("processor", "snapshot").Inc()
-			p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)
-		}
-	}
+	p.maybeSnapshot(ctx)
 	return nil
+}
+
+// maybeSnapshot saves a snapshot once snapshot_interval has passed since
+// the last, after a batch or while idle (the streams moved on past what the
+// worker consumes, and its snapshot is what the link stream is trimmed by).
+// At most a tenth of the time goes to snapshots: in a burst (a backfill
+// changes every repository between two) they come less often.
+func (p *Processor) maybeSnapshot(ctx context.Context) {
+	if time.Since(p.snapshotAt) < max(p.opts.SnapshotInterval, 10*p.snapshotDur) {
+		return
+	}
+	if err := p.saveSnapshot(ctx); err != nil && ctx.Err() == nil {
+		p.metrics.Errors.WithLabelValues("processor", "snapshot").Inc()
+		p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)
+	}
 }
 
 // take folds the usable messages of a fetch, setting aside those that will

@@ -85,6 +85,10 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	switch s := p.stage.(type) {
 	case *repoStage:
 		s.repos.Compact(today)
+		if len(s.repos.Changed()) == 0 && len(s.repos.ColdChanged()) == 0 && p.head != "" && head.Position == p.snapshotPos {
+			p.snapshotAt = time.Now()
+			return nil
+		}
 		head.Objects = maps.Clone(p.objects)
 		if head.Objects == nil {
 			head.Objects = map[string]string{}
@@ -138,7 +142,7 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 		}
 	case *attributionStage:
 		s.attribution.Compact(today)
-		if !s.attribution.Changed() && !p.snapshotAt.IsZero() {
+		if !s.attribution.Changed() && p.head != "" && head.Position == p.snapshotPos {
 			p.snapshotAt = time.Now()
 			return nil
 		}
@@ -157,10 +161,10 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 	if p.head != name {
 		replaced = append(replaced, p.head)
 	}
-	previous := p.head
-	p.head = name
+	previous, previousPos := p.head, p.snapshotPos
+	p.head, p.snapshotPos = name, head.Position
 	if err := p.saveCheckpoint(ctx, p.pos); err != nil {
-		p.head = previous
+		p.head, p.snapshotPos = previous, previousPos
 		return err
 	}
 	p.objects = head.Objects
@@ -178,7 +182,54 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 			_ = obs.Delete(ctx, old)
 		}
 	}
+	if err := p.trimLinks(ctx); err != nil {
+		p.logger.Warn("trimming the link stream failed; the next snapshot tries again", "err", err)
+	}
 	p.logger.Debug("state snapshot written", "position", p.pos, "bytes", saved+len(data))
+	return nil
+}
+
+// trimLinks purges the links every worker's committed snapshot covers:
+// no restore folds them again, and the consumers are past them. Until
+// every worker has a snapshot, nothing goes.
+func (p *Processor) trimLinks(ctx context.Context) error {
+	kv, err := p.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	var floor uint64
+	for i, name := range Workers(p.opts.Partitions) {
+		entry, err := kv.Get(ctx, name)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("processor: read checkpoint %s: %w", name, err)
+		}
+		var cp checkpoint
+		if err := json.Unmarshal(bytes.TrimSpace(entry.Value()), &cp); err != nil {
+			return fmt.Errorf("processor: decode checkpoint %s: %w", name, err)
+		}
+		if cp.Snapshot == nil {
+			return nil
+		}
+		if i == 0 || cp.Snapshot.Links < floor {
+			floor = cp.Snapshot.Links
+		}
+	}
+	if floor == 0 {
+		return nil
+	}
+	stream, err := p.js.Stream(ctx, bus.LinkStream)
+	if err != nil {
+		return fmt.Errorf("processor: link stream: %w", err)
+	}
+	if stream.CachedInfo().State.FirstSeq > floor {
+		return nil
+	}
+	if err := stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return fmt.Errorf("processor: trim link stream below %d: %w", floor+1, err)
+	}
 	return nil
 }
 
@@ -191,21 +242,35 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 // only once folded, or folded again from the checkpoint a successor
 // claims), so a snapshot covers up to the floors; a restore folds again
 // from there.
+//
+// A consumer with nothing pending or unacknowledged has folded every message
+// of its subjects up to the stream's last sequence, read before it: its
+// position moves there, so an idle worker's snapshot keeps up with the
+// streams (and the link stream can be trimmed past what it never consumes).
 func (p *Processor) covered(ctx context.Context) (position, error) {
 	pos := p.pos
-	for i, c := range p.consumers {
+	for i, stream := range []string{bus.EventStream, bus.LinkStream} {
+		c := p.consumers[i]
 		if c == nil {
 			continue
 		}
+		s, err := p.js.Stream(ctx, stream)
+		if err != nil {
+			return pos, fmt.Errorf("processor: stream %s: %w", stream, err)
+		}
+		last := s.CachedInfo().State.LastSeq
 		info, err := c.Info(ctx)
 		if err != nil {
 			return pos, fmt.Errorf("processor: consumer info: %w", err)
 		}
-		floor := info.AckFloor.Stream
-		if i == 0 {
-			pos.Events = min(pos.Events, floor)
+		at := &pos.Events
+		if i == 1 {
+			at = &pos.Links
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			*at = max(*at, last)
 		} else {
-			pos.Links = min(pos.Links, floor)
+			*at = min(*at, info.AckFloor.Stream)
 		}
 	}
 	return pos, nil
@@ -272,7 +337,7 @@ func (p *Processor) loadSnapshot(ctx context.Context, headName string) (position
 		}
 		s.attribution = a
 	}
-	p.head = headName
+	p.head, p.snapshotPos = headName, head.Position
 	p.snapshotAt = time.Now()
 	return head.Position, true, nil
 }
@@ -343,8 +408,10 @@ func (p *Processor) checkpoints(ctx context.Context) (jetstream.KeyValue, error)
 type checkpoint struct {
 	position
 	Owner string `json:"owner,omitempty"`
-	// Head names the committed snapshot's head object.
-	Head string `json:"head,omitempty"`
+	// Head names the committed snapshot's head object, Snapshot the
+	// positions it covers (what the link stream is trimmed by).
+	Head     string    `json:"head,omitempty"`
+	Snapshot *position `json:"snapshot,omitempty"`
 }
 
 // ErrFenced: another worker has taken the partition over, so this one must
@@ -361,7 +428,11 @@ func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(checkpoint{position: pos, Owner: p.runID, Head: p.head})
+	cp := checkpoint{position: pos, Owner: p.runID, Head: p.head}
+	if p.head != "" {
+		cp.Snapshot = &p.snapshotPos
+	}
+	data, err := json.Marshal(cp)
 	if err != nil {
 		return err
 	}

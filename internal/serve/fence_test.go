@@ -11,6 +11,7 @@ import (
 
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/processor"
 )
@@ -76,6 +77,57 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 			t.Fatalf("the running worker was not fenced out; its log:\n%s", logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	assertReport(t, reportOf(t, srv, cfg), expected())
+}
+
+// The link stream is trimmed to what the workers' committed snapshots do
+// not cover yet, and a restart from those snapshots gives the same facts.
+func TestLinkStreamTrimmedBySnapshots(t *testing.T) {
+	ctx := context.Background()
+	nats := externalNATS(t)
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	cfg.NATSURL = nats.ClientURL()
+	cfg.Processor.SnapshotInterval = 20 * time.Millisecond
+	srv := start(t, cfg)
+	deliveries := scenario()
+	for _, d := range deliveries[:12] {
+		post(t, srv, d)
+	}
+	settle(t, srv)
+	links, err := nats.JS.Stream(ctx, bus.LinkStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := links.CachedInfo().State.LastSeq
+	if published == 0 {
+		t.Fatal("no links were published: the scenario must hand records between the stages")
+	}
+	// Trimming follows the last worker's snapshot: more events give every
+	// worker a reason to take one.
+	for _, d := range deliveries[12:14] {
+		post(t, srv, d)
+	}
+	settle(t, srv)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		info, err := links.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.FirstSeq > 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("link stream not trimmed: %+v", info.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop(srv)
+	srv = start(t, cfg)
+	defer stop(srv)
+	for _, d := range deliveries[14:] {
+		post(t, srv, d)
 	}
 	assertReport(t, reportOf(t, srv, cfg), expected())
 }
