@@ -25,6 +25,7 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_DATA_DIR":           true,
 	"DORAFLOW_PARTITIONS":         true,
 	"DORAFLOW_MAX_INFLIGHT_BYTES": true,
+	"DORAFLOW_CLICKHOUSE_CLUSTER": true,
 }
 
 // envNames is every variable a manifest may set on a doraflow container:

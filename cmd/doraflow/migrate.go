@@ -21,6 +21,7 @@ func migrateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			store.OnCluster(cfg.ClickHouse.Cluster)
 			defer store.Close()
 			applied, err := store.Migrate(cmd.Context())
 			if err != nil {

@@ -44,6 +44,7 @@ process, collectors included, run it, then start everything with the new count.`
 			if err != nil {
 				return err
 			}
+			store.OnCluster(cfg.ClickHouse.Cluster)
 			defer store.Close()
 			if err := serve.Migrate(ctx, b, store, cfg.NATS.Replicas); err != nil {
 				return err

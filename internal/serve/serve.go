@@ -97,6 +97,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		if err != nil {
 			return nil, err
 		}
+		s.Store.OnCluster(cfg.ClickHouse.Cluster)
 		if err := Migrate(ctx, s.Bus, s.Store, cfg.NATS.Replicas); err != nil {
 			return nil, err
 		}

@@ -20,11 +20,12 @@ import (
 // Config is the whole configuration. Start from Default; Validate explains
 // every bad value at once.
 type Config struct {
-	Listen        string `yaml:"listen"`
-	NATSURL       string `yaml:"nats_url"`
-	NATS          NATS   `yaml:"nats"`
-	DataDir       string `yaml:"data_dir"`
-	ClickHouseDSN string `yaml:"clickhouse_dsn"`
+	Listen        string     `yaml:"listen"`
+	NATSURL       string     `yaml:"nats_url"`
+	NATS          NATS       `yaml:"nats"`
+	DataDir       string     `yaml:"data_dir"`
+	ClickHouseDSN string     `yaml:"clickhouse_dsn"`
+	ClickHouse    ClickHouse `yaml:"clickhouse"`
 
 	GitHub    GitHub    `yaml:"github"`
 	GitLab    GitLab    `yaml:"gitlab"`
@@ -42,6 +43,14 @@ type Config struct {
 
 	Collector CollectorLimits `yaml:"collector"`
 	Processor Processor       `yaml:"processor"`
+}
+
+// ClickHouse configures the schema doraflow creates.
+type ClickHouse struct {
+	// Cluster, when set, creates the schema ON CLUSTER with replicated
+	// engines (a ClickHouse cluster of that name, with its coordination
+	// service); the queries are the same.
+	Cluster string `yaml:"cluster"`
 }
 
 // NATS configures what doraflow creates on the bus.
@@ -268,6 +277,7 @@ func (c *Config) envVars() []envVar {
 		{"DORAFLOW_NATS_URL", setString(&c.NATSURL)},
 		{"DORAFLOW_DATA_DIR", setString(&c.DataDir)},
 		{"DORAFLOW_CLICKHOUSE_DSN", setString(&c.ClickHouseDSN)},
+		{"DORAFLOW_CLICKHOUSE_CLUSTER", setString(&c.ClickHouse.Cluster)},
 		{"DORAFLOW_GITHUB_WEBHOOK_SECRET", setString(&c.GitHub.WebhookSecret)},
 		{"DORAFLOW_GITHUB_TOKEN", setString(&c.GitHub.Token)},
 		{"DORAFLOW_GITLAB_TOKEN", setString(&c.GitLab.Token)},
@@ -330,6 +340,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseClickHouseDSN(c.ClickHouseDSN); err != nil {
 		errs = append(errs, err)
+	}
+	for _, r := range c.ClickHouse.Cluster {
+		if !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			errs = append(errs, fmt.Errorf("clickhouse.cluster: %q; a cluster name holds only letters, digits and _", c.ClickHouse.Cluster))
+			break
+		}
 	}
 	if len(c.Environments.Production) == 0 {
 		errs = append(errs, errors.New("environments.production: empty; list at least one environment name, e.g. production"))

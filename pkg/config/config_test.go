@@ -61,6 +61,8 @@ processor:
 			errs: []string{"nats.events.max_age: 720h0m0s is shorter than processor.retention keep + margin (10320h0m0s)"}},
 		{name: "stream age under the duplicate window", yaml: "nats:\n  dead_letter:\n    max_age: 1h\n", errs: []string{"nats.dead_letter.max_age: 1h0m0s; must be at least 24h"}},
 		{name: "negative stream bytes", yaml: "nats:\n  raw:\n    max_bytes: -1\n", errs: []string{"nats.raw: max_age 0s, max_bytes -1"}},
+		{name: "clickhouse cluster", yaml: "clickhouse:\n  cluster: main_2\n"},
+		{name: "bad clickhouse cluster", env: map[string]string{"DORAFLOW_CLICKHOUSE_CLUSTER": "main; DROP"}, errs: []string{`clickhouse.cluster: "main; DROP"`}},
 		{name: "bad replicas variable", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "three"}, errs: []string{"DORAFLOW_NATS_REPLICAS"}},
 	}
 	for _, tc := range cases {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,8 +27,15 @@ var migrations embed.FS
 type Store struct {
 	conn     driver.Conn
 	database string
-	logger   *slog.Logger
+	// cluster: the ClickHouse cluster the schema is replicated on (empty:
+	// one server).
+	cluster string
+	logger  *slog.Logger
 }
+
+// OnCluster makes the migrations create the schema on every replica of the
+// named cluster (ON CLUSTER, Replicated… engines); the queries are the same.
+func (s *Store) OnCluster(cluster string) { s.cluster = cluster }
 
 // Open connects to the server named by dsn. The database need not exist yet
 // (Migrate creates it).
@@ -81,12 +89,16 @@ func (s *Store) Migrate(ctx context.Context) (applied []string, err error) {
 }
 
 func (s *Store) migrate(ctx context.Context, fsys fs.FS) (applied []string, err error) {
-	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.database); err != nil {
+	if err := s.conn.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+s.database+onCluster(s.cluster)); err != nil {
 		return nil, fmt.Errorf("clickhouse: create database %s: %w", s.database, err)
 	}
-	if err := s.conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+s.table("schema_migrations")+` (
+	recorder, err := qualify(`CREATE TABLE IF NOT EXISTS schema_migrations (
 		version UInt32, name String, applied_at DateTime('UTC')
-	) ENGINE = MergeTree ORDER BY version`); err != nil {
+	) ENGINE = MergeTree ORDER BY version`, s.database, s.cluster)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.conn.Exec(ctx, recorder); err != nil {
 		return nil, fmt.Errorf("clickhouse: create schema_migrations: %w", err)
 	}
 	// A partial read would apply recorded migrations again.
@@ -120,7 +132,7 @@ func (s *Store) migrate(ctx context.Context, fsys fs.FS) (applied []string, err 
 			return nil, err
 		}
 		for _, stmt := range statements(string(raw)) {
-			q, err := qualify(stmt, s.database)
+			q, err := qualify(stmt, s.database, s.cluster)
 			if err != nil {
 				return nil, fmt.Errorf("clickhouse: migration %s: %w", name, err)
 			}
@@ -170,14 +182,70 @@ func statements(sql string) []string {
 // qualify puts the database before the table a CREATE TABLE names, and in
 // place of {db} in other statements, so the migrations need not know it. A
 // statement that is neither names its tables unqualified, so it would run
-// against the connection's default database: refused.
-func qualify(stmt, database string) (string, error) {
-	const p = "CREATE TABLE IF NOT EXISTS "
-	if strings.HasPrefix(stmt, p) {
-		return p + database + "." + strings.ReplaceAll(stmt[len(p):], "{db}", database), nil
+// against the connection's default database: refused. On a cluster, CREATE
+// TABLE and ALTER TABLE run ON CLUSTER and the MergeTree engines become
+// their Replicated… kind, each table at its own path in the coordination
+// service; data statements run on one replica and replicate.
+func qualify(stmt, database, cluster string) (string, error) {
+	const create = "CREATE TABLE IF NOT EXISTS "
+	if rest, ok := strings.CutPrefix(stmt, create); ok {
+		rest = strings.ReplaceAll(rest, "{db}", database)
+		if cluster == "" {
+			return create + database + "." + rest, nil
+		}
+		end := strings.IndexAny(rest, " \n(")
+		if end < 0 {
+			return "", fmt.Errorf("statement names no table: %.60q", stmt)
+		}
+		table := rest[:end]
+		replicated, err := replicatedEngine(rest[end:], database, table)
+		if err != nil {
+			return "", err
+		}
+		return create + database + "." + table + onCluster(cluster) + replicated, nil
 	}
 	if !strings.Contains(stmt, "{db}.") {
 		return "", fmt.Errorf("statement names no table as {db}.table: %.60q", stmt)
 	}
-	return strings.ReplaceAll(stmt, "{db}", database), nil
+	q := strings.ReplaceAll(stmt, "{db}", database)
+	const alter = "ALTER TABLE "
+	if cluster != "" && strings.HasPrefix(q, alter) {
+		end := strings.IndexAny(q[len(alter):], " \n")
+		if end < 0 {
+			return "", fmt.Errorf("statement alters no table: %.60q", stmt)
+		}
+		at := len(alter) + end
+		q = q[:at] + onCluster(cluster) + q[at:]
+	}
+	return q, nil
+}
+
+// mergeTree matches a table's MergeTree-family engine and its parameters.
+var mergeTree = regexp.MustCompile(`ENGINE\s*=\s*(Replacing|Summing)?MergeTree(\(([^()]|\([^()]*\))*\))?`)
+
+// replicatedEngine turns the MergeTree engine of a CREATE TABLE's body
+// into its replicated kind, keeping the engine's parameters.
+func replicatedEngine(body, database, table string) (string, error) {
+	m := mergeTree.FindStringSubmatchIndex(body)
+	if m == nil {
+		return "", fmt.Errorf("table %s: no MergeTree engine to replicate", table)
+	}
+	kind := ""
+	if m[2] >= 0 {
+		kind = body[m[2]:m[3]]
+	}
+	args := fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s', '{replica}'", database, table)
+	if m[4] >= 0 {
+		if params := strings.TrimSpace(body[m[4]+1 : m[5]-1]); params != "" {
+			args += ", " + params
+		}
+	}
+	return body[:m[0]] + "ENGINE = Replicated" + kind + "MergeTree(" + args + ")" + body[m[1]:], nil
+}
+
+func onCluster(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + cluster
 }

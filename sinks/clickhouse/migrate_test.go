@@ -80,13 +80,61 @@ func TestEmbeddedMigrationsAreQualified(t *testing.T) {
 	for _, f := range files {
 		raw, _ := migrations.ReadFile(f)
 		for _, stmt := range statements(string(raw)) {
-			q, err := qualify(stmt, "somedb")
+			q, err := qualify(stmt, "somedb", "")
 			if err != nil {
 				t.Errorf("%s: %v", f, err)
 				continue
 			}
 			if !strings.Contains(q, "somedb.") {
 				t.Errorf("%s: %.80q names no table in the database", f, q)
+			}
+		}
+	}
+}
+
+// On a cluster the schema is created on every replica with replicated
+// engines, alters run on every replica, and data statements are as on one
+// server.
+func TestClusterDDL(t *testing.T) {
+	cases := []struct{ name, stmt, want string }{
+		{"replacing", "CREATE TABLE IF NOT EXISTS deployments (\n    repo String,\n    version UInt64\n) ENGINE = ReplacingMergeTree(version)\nPARTITION BY toYYYYMM(finished_at)\nORDER BY (repo)",
+			"CREATE TABLE IF NOT EXISTS db.deployments ON CLUSTER main (\n    repo String,\n    version UInt64\n) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/db/deployments', '{replica}', version)\nPARTITION BY toYYYYMM(finished_at)\nORDER BY (repo)"},
+		{"summing a tuple", "CREATE TABLE IF NOT EXISTS pipeline_minutes (events UInt64) ENGINE = SummingMergeTree((events, lag_seconds_sum)) ORDER BY minute",
+			"CREATE TABLE IF NOT EXISTS db.pipeline_minutes ON CLUSTER main (events UInt64) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/db/pipeline_minutes', '{replica}', (events, lag_seconds_sum)) ORDER BY minute"},
+		{"plain, no parameters", "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32) ENGINE = MergeTree ORDER BY version",
+			"CREATE TABLE IF NOT EXISTS db.schema_migrations ON CLUSTER main (version UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/db/schema_migrations', '{replica}') ORDER BY version"},
+		{"alter", "ALTER TABLE {db}.deployments ADD COLUMN note String DEFAULT ''",
+			"ALTER TABLE db.deployments ON CLUSTER main ADD COLUMN note String DEFAULT ''"},
+		{"data", "INSERT INTO {db}.repo_days SELECT * FROM {db}.changes", "INSERT INTO db.repo_days SELECT * FROM db.changes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := qualify(tc.stmt, "db", "main")
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v\n%s\nwant\n%s", err, got, tc.want)
+			}
+		})
+	}
+	// Every embedded migration has a replicated form the server parses: no
+	// cluster is configured on the test server (two replicas need a
+	// coordination service), so it may only refuse the cluster itself.
+	s := open(t)
+	files, _ := fs.Glob(migrations, "migrations/*.up.sql")
+	for _, f := range files {
+		raw, _ := migrations.ReadFile(f)
+		for _, stmt := range statements(string(raw)) {
+			q, err := qualify(stmt, s.database, "main")
+			switch {
+			case err != nil:
+				t.Errorf("%s: %v", f, err)
+			case !strings.HasPrefix(q, "CREATE"):
+			case !strings.Contains(q, " ON CLUSTER main ") || !strings.Contains(q, "ENGINE = Replicated"):
+				t.Errorf("%s: %.120q is not replicated", f, q)
+			default:
+				err := s.conn.Exec(context.Background(), q)
+				if err == nil || strings.Contains(err.Error(), "Syntax error") || !strings.Contains(err.Error(), "main") {
+					t.Errorf("%s: %.80q: %v; want only the unknown cluster refused", f, q, err)
+				}
 			}
 		}
 	}
