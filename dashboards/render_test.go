@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/font"
 	"gonum.org/v1/plot/plotter"
@@ -112,16 +111,8 @@ func demoHistory(t *testing.T, days int) history {
 	if err := srv.WaitIdle(waitCtx); err != nil {
 		t.Fatal(err)
 	}
-	d, err := config.ParseClickHouseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return history{conn: conn, db: d.Database}
+	conn, db := testenv.Conn(t, dsn)
+	return history{conn: conn, db: db}
 }
 
 // The grid: Grafana's 24 columns and its row unit, in points.

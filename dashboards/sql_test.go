@@ -19,7 +19,6 @@ import (
 	"github.com/doraflow/doraflow/internal/grafanatest"
 	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/config"
 	"github.com/doraflow/doraflow/pkg/dora"
 	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/sinks/clickhouse"
@@ -86,17 +85,9 @@ func loadHistory(t *testing.T) history {
 	if err := store.WritePipeline(ctx, counts); err != nil {
 		t.Fatal(err)
 	}
-	d, err := config.ParseClickHouseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h := history{store: store, conn: conn, db: d.Database}
-	for _, r := range h.rows(t, dora.TeamsSQL(d.Database)) {
+	conn, db := testenv.Conn(t, dsn)
+	h := history{store: store, conn: conn, db: db}
+	for _, r := range h.rows(t, dora.TeamsSQL(db)) {
 		h.teams = append(h.teams, r[0].(string))
 	}
 	return h

@@ -10,11 +10,9 @@ import (
 	"strings"
 	"testing"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/config"
 )
 
 // generate writes the layout the compose file relies on, the same bytes
@@ -144,19 +142,11 @@ func TestDemoRecordsPipelineCounts(t *testing.T) {
 	if _, err := run(t, "demo", "--days", "3"); err != nil {
 		t.Fatal(err)
 	}
-	d, err := config.ParseClickHouseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, db := testenv.Conn(t, dsn)
 	var events uint64
 	var lag float64
 	var sources []string
-	row := conn.QueryRow(context.Background(), "SELECT sum(events), sum(lag_seconds_sum), groupUniqArray(source) FROM "+d.Database+
+	row := conn.QueryRow(context.Background(), "SELECT sum(events), sum(lag_seconds_sum), groupUniqArray(source) FROM "+db+
 		".pipeline_minutes WHERE outcome = 'processed'")
 	if err := row.Scan(&events, &lag, &sources); err != nil {
 		t.Fatal(err)

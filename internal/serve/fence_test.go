@@ -1,11 +1,9 @@
 package serve_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,24 +13,6 @@ import (
 	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/processor"
 )
-
-// syncBuffer is a log sink several goroutines write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // A worker that another has taken over from (its lease lapsed while it
 // still ran, say) writes nothing more: the successor's first checkpoint
@@ -45,7 +25,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.Partitions = 1
 	cfg.Processor.AckWait = time.Second
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	srv, err := serve.Start(ctx, cfg, serve.RoleAll, logger)
 	if err != nil {

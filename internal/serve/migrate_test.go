@@ -6,11 +6,8 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/config"
 )
 
 // Processes starting together against a new database all start, and each
@@ -40,16 +37,8 @@ func TestProcessesStartingTogetherMigrateOnce(t *testing.T) {
 		}
 		defer stop(servers[i])
 	}
-	d, err := config.ParseClickHouseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	rows, err := conn.Query(ctx, "SELECT version, count() FROM "+d.Database+".schema_migrations GROUP BY version ORDER BY version")
+	conn, db := testenv.Conn(t, dsn)
+	rows, err := conn.Query(ctx, "SELECT version, count() FROM "+db+".schema_migrations GROUP BY version ORDER BY version")
 	if err != nil {
 		t.Fatal(err)
 	}

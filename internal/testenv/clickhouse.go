@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/doraflow/doraflow/pkg/config"
 )
 
 // clickhouseBinEnv overrides the ClickHouse server binary. Setting it to a
@@ -352,3 +354,20 @@ const usersXML = `<?xml version="1.0"?>
     </quotas>
 </yandex>
 `
+
+// Conn is a raw connection to the server a DSN of ClickHouse names, for a
+// test to query what doraflow stored, and the DSN's database; it closes
+// with the test.
+func Conn(t testing.TB, dsn string) (clickhouse.Conn, string) {
+	t.Helper()
+	d, err := config.ParseClickHouseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := open(d.Addr, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, d.Database
+}

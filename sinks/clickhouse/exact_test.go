@@ -9,11 +9,8 @@ import (
 	"testing"
 	"time"
 
-	ch "github.com/ClickHouse/clickhouse-go/v2"
-
 	"github.com/doraflow/doraflow/internal/benchscale"
 	"github.com/doraflow/doraflow/internal/testenv"
-	"github.com/doraflow/doraflow/pkg/config"
 	"github.com/doraflow/doraflow/pkg/dora"
 	"github.com/doraflow/doraflow/sinks/clickhouse"
 )
@@ -56,15 +53,7 @@ func TestAggregatesExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := config.ParseClickHouseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := ch.Open(&ch.Options{Addr: []string{d.Addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn, _ := testenv.Conn(t, dsn)
 
 	end := benchscale.End
 	day := 24 * time.Hour

@@ -1,14 +1,12 @@
 package clickhouse
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +36,7 @@ func TestReadCutMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	proxy := testenv.NewProxy(t, d.Addr)
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	viaProxy := openDSN(t, fmt.Sprintf("clickhouse://%s/%s", proxy.Addr(), d.Database),
 		slog.New(slog.NewTextHandler(logs, nil)))
 
@@ -146,28 +144,4 @@ func describe(got, want any) string {
 			len(g.Deployments), len(g.Changes), len(g.Incidents), len(w.Deployments), len(w.Changes), len(w.Incidents))
 	}
 	return fmt.Sprintf("got %+v, want %+v", got, want)
-}
-
-// syncBuffer is a log sink the store's goroutines and the test share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }
