@@ -61,11 +61,7 @@ func loadHistory(t *testing.T) history {
 		t.Fatal(err)
 	}
 	err = benchscale.Chunks(size, 3, 5000, func(bs []benchscale.Batch) error {
-		cb := make([]clickhouse.Batch, len(bs))
-		for i, b := range bs {
-			cb[i] = clickhouse.Batch{Facts: b.Facts, Version: b.Version}
-		}
-		return store.WriteBatches(ctx, cb)
+		return benchscale.Write(ctx, store, bs)
 	})
 	if err != nil {
 		t.Fatal(err)

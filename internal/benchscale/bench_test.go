@@ -92,11 +92,7 @@ func BenchmarkQueries(b *testing.B) {
 		pg.writeTeams(mapping)
 	}
 	err = Chunks(size, 1, 100_000, func(bs []Batch) error {
-		cb := make([]clickhouse.Batch, len(bs))
-		for i, x := range bs {
-			cb[i] = clickhouse.Batch{Facts: x.Facts, Version: x.Version}
-		}
-		if err := store.WriteBatches(ctx, cb); err != nil {
+		if err := Write(ctx, store, bs); err != nil {
 			return err
 		}
 		if pg != nil {

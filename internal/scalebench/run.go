@@ -315,12 +315,8 @@ func preloadFacts(ctx context.Context, store *clickhouse.Store, size benchscale.
 	}
 	n := 0
 	err := benchscale.Chunks(size, 1, 100_000, func(bs []benchscale.Batch) error {
-		cb := make([]clickhouse.Batch, len(bs))
-		for i, x := range bs {
-			cb[i] = clickhouse.Batch{Facts: x.Facts, Version: x.Version}
-		}
 		n += len(bs)
-		return store.WriteBatches(ctx, cb)
+		return benchscale.Write(ctx, store, bs)
 	})
 	if err != nil {
 		return preload{}, fmt.Errorf("scalebench: preload: %w", err)
