@@ -68,6 +68,10 @@ type Options struct {
 	LeaseTTL time.Duration
 	// Replicas of the lease bucket, as of every stream (nats.replicas).
 	Replicas int
+	// Clock is where row versions start from (nil: time.Now). Versions go
+	// on from the predecessor's whatever it says, so a clock behind its
+	// predecessor's changes nothing: the fencing test runs one an hour slow.
+	Clock func() time.Time
 	// MaxDeliveries: a message delivered this often without being
 	// acknowledged (it crashed the processor each time, say) is moved to the
 	// dead-letter stream.
@@ -434,8 +438,7 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 		}
 	}
 	if len(got) == 0 {
-		p.maybeSnapshot(ctx)
-		return nil
+		return p.maybeSnapshot(ctx)
 	}
 	stopBeat := heartbeat(got, p.opts.AckWait/3)
 	// The checkpoint comes first: whatever of the batch reaches the store
@@ -476,23 +479,30 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	if !newest.IsZero() {
 		p.metrics.ProcessingLag.Set(time.Since(newest).Seconds())
 	}
-	p.maybeSnapshot(ctx)
-	return nil
+	return p.maybeSnapshot(ctx)
 }
 
 // maybeSnapshot saves a snapshot once snapshot_interval has passed since
 // the last, after a batch or while idle (the streams moved on past what the
 // worker consumes, and its snapshot is what the link stream is trimmed by).
 // At most a tenth of the time goes to snapshots: in a burst (a backfill
-// changes every repository between two) they come less often.
-func (p *Processor) maybeSnapshot(ctx context.Context) {
+// changes every repository between two) they come less often. A snapshot
+// that finds the worker fenced out stops it (the error, and stale: nothing
+// more of it may be saved); any other failure only costs a longer refold.
+func (p *Processor) maybeSnapshot(ctx context.Context) error {
 	if time.Since(p.snapshotAt) < max(p.opts.SnapshotInterval, 10*p.snapshotDur) {
-		return
+		return nil
 	}
-	if err := p.saveSnapshot(ctx); err != nil && ctx.Err() == nil {
+	err := p.saveSnapshot(ctx)
+	switch {
+	case errors.Is(err, ErrFenced):
+		p.stale = true
+		return err
+	case err != nil && ctx.Err() == nil:
 		p.metrics.Errors.WithLabelValues("processor", "snapshot").Inc()
 		p.logger.Warn("snapshot failed; a restart folds more of the stream", "err", err)
 	}
+	return nil
 }
 
 // take folds the usable messages of a fetch, setting aside those that will
@@ -732,7 +742,11 @@ func RefreshTeams(ctx context.Context, store Store, cfg correlate.Config) error 
 // nextVersion is a wall-clock version, strictly increasing in this process,
 // so a restarted processor's rows replace its predecessor's.
 func (p *Processor) nextVersion() uint64 {
-	v := uint64(time.Now().UnixNano())
+	now := time.Now
+	if p.opts.Clock != nil {
+		now = p.opts.Clock
+	}
+	v := uint64(now().UnixNano())
 	if v <= p.lastVersion {
 		v = p.lastVersion + 1
 	}

@@ -87,7 +87,7 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 		s.repos.Compact(today)
 		if len(s.repos.Changed()) == 0 && len(s.repos.ColdChanged()) == 0 && p.head != "" && head.Position == p.snapshotPos {
 			p.snapshotAt = time.Now()
-			return nil
+			return p.stillOwner(ctx)
 		}
 		head.Objects = maps.Clone(p.objects)
 		if head.Objects == nil {
@@ -144,7 +144,7 @@ func (p *Processor) saveSnapshot(ctx context.Context) error {
 		s.attribution.Compact(today)
 		if !s.attribution.Changed() && p.head != "" && head.Position == p.snapshotPos {
 			p.snapshotAt = time.Now()
-			return nil
+			return p.stillOwner(ctx)
 		}
 		if head.State, err = s.attribution.Encode(); err != nil {
 			return err
@@ -458,6 +458,23 @@ func (p *Processor) saveCheckpoint(ctx context.Context, pos position) error {
 		p.checkpointRev = rev
 		return nil
 	})
+}
+
+// stillOwner is ErrFenced once another worker has written the checkpoint:
+// an idle worker learns it without a batch, and stops.
+func (p *Processor) stillOwner(ctx context.Context) error {
+	kv, err := p.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	entry, err := kv.Get(ctx, p.stage.name())
+	if err != nil {
+		return fmt.Errorf("processor: read checkpoint: %w", err)
+	}
+	if entry.Revision() != p.checkpointRev {
+		return fmt.Errorf("%w (%s)", ErrFenced, p.stage.name())
+	}
+	return nil
 }
 
 // loadCheckpoint is the worker's stored checkpoint and the revision it is

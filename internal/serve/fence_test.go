@@ -2,6 +2,7 @@ package serve_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -16,8 +17,11 @@ import (
 
 // A worker that another has taken over from (its lease lapsed while it
 // still ran, say) writes nothing more: the successor's first checkpoint
-// fences it out, its next batch fails before its write, and the facts end
-// exactly as a clean run's once its process owns the partition again.
+// fences it out, its next batch fails before its write. Here the successor
+// runs with a clock an hour behind, processes deliveries, and is fenced out
+// in turn when the first process's worker starts again: the facts end
+// exactly as a clean run's, so neither the clock nor who wrote last decides
+// which rows win.
 func TestTakenOverWorkerIsFenced(t *testing.T) {
 	ctx := context.Background()
 	nats := externalNATS(t)
@@ -25,6 +29,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.Partitions = 1
 	cfg.Processor.AckWait = time.Second
+	cfg.Processor.SnapshotInterval = 200 * time.Millisecond
 	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	srv, err := serve.Start(ctx, cfg, serve.RoleAll, logger)
@@ -33,22 +38,27 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	}
 	defer stop(srv)
 	deliveries := scenario()
-	for _, d := range deliveries[:8] {
+	for _, d := range deliveries[:6] {
 		post(t, srv, d)
 	}
 	settle(t, srv)
 
-	// Another worker for partition 0 rebuilds: it claims the checkpoint.
+	// Another worker for partition 0, an hour slow, takes over: it claims
+	// the checkpoint and works, rewriting facts the first wrote (a
+	// rollback fails the deployment before it).
 	opts, err := serve.ProcessorOptions(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Partition = 0
+	opts.Clock = func() time.Time { return time.Now().Add(-time.Hour) }
 	successor := processor.New(nats.JS, srv.Store, opts, telemetry.New(), quiet())
-	if _, err := successor.Rebuild(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range deliveries[8:] {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- successor.Run(runCtx) }()
+	<-successor.Ready()
+	for _, d := range deliveries[6:13] {
 		post(t, srv, d)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -57,6 +67,18 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 			t.Fatalf("the running worker was not fenced out; its log:\n%s", logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The first process's worker starts again and takes the partition back.
+	select {
+	case err := <-ran:
+		if !errors.Is(err, processor.ErrFenced) {
+			t.Fatalf("the slow successor stopped with %v; want it fenced out", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the slow successor was not fenced out when the partition's owner came back")
+	}
+	for _, d := range deliveries[13:] {
+		post(t, srv, d)
 	}
 	assertReport(t, reportOf(t, srv, cfg), expected())
 }
