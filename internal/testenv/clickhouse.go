@@ -85,11 +85,13 @@ func ClickHouse(t testing.TB) string {
 	var b [8]byte
 	_, _ = rand.Read(b[:]) // never returns an error
 	db := "test_" + hex.EncodeToString(b[:])
-	if err := adminExec(chServer.addr, "CREATE DATABASE "+db); err != nil {
+	if err := adminExec(chServer.addr, "CREATE DATABASE "+db, 30*time.Second); err != nil {
 		t.Fatalf("testenv: create database %s: %v", db, err)
 	}
 	t.Cleanup(func() {
-		if err := adminExec(chServer.addr, "DROP DATABASE IF EXISTS "+db); err != nil {
+		// Dropping tens of millions of rows while merges run (a scale
+		// benchmark's store) took over 30 s on 18.16.
+		if err := adminExec(chServer.addr, "DROP DATABASE IF EXISTS "+db, 5*time.Minute); err != nil {
 			t.Errorf("testenv: drop database %s: %v", db, err)
 		}
 	})
@@ -266,13 +268,13 @@ func ping(addr string) error {
 	return conn.Ping(ctx)
 }
 
-func adminExec(addr, query string) error {
+func adminExec(addr, query string, timeout time.Duration) error {
 	conn, err := open(addr, "default")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	return conn.Exec(ctx, query)
 }
