@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,6 +79,12 @@ type Membership struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	nudge  chan struct{}
+	// reports carry the owned sets to the goroutine that calls onChange,
+	// so that leases are renewed while it runs; applied is the generation
+	// of the last report onChange has returned from.
+	reports  chan ownedReport
+	reported chan struct{} // closed when that goroutine is done
+	applied  atomic.Uint64
 
 	mu     sync.Mutex
 	owned  []int // as last reported through onChange
@@ -87,14 +94,26 @@ type Membership struct {
 	left    bool
 
 	// Owned by the run goroutine, then by Leave once that goroutine is done.
-	leases   map[int]*lease
-	reported []int
-	first    bool
+	leases     map[int]*lease
+	lastReport []int
+	generation uint64 // of the last report
+	first      bool
 }
 
 type lease struct {
 	rev        uint64
 	validUntil time.Time
+	// givenUp: the generation of the first report without this partition;
+	// the lease is released once onChange has returned from it, and renewed
+	// until then (0: kept).
+	givenUp uint64
+}
+
+// ownedReport is a set of owned partitions for onChange, and its
+// generation.
+type ownedReport struct {
+	owned      []int
+	generation uint64
 }
 
 // Join starts a member. onChange is called (from one goroutine, never
@@ -104,15 +123,17 @@ type lease struct {
 //   - A partition is reported owned only once this member holds its lease.
 //   - Before a lease is given up voluntarily (rebalance, Leave), onChange is
 //     called without that partition and has returned before the lease is
-//     released: the caller stops its worker inside the callback.
+//     released: the caller stops its worker inside the callback. Until
+//     then the lease is renewed.
 //   - A lease lost involuntarily (a renewal found another revision or no key,
 //     or the lease could not be renewed for 3/4 of the TTL) is reported
 //     without it as soon as that is noticed.
 //   - When ctx is cancelled the member stops heartbeating and reports an empty
 //     set (its leases then expire, or Leave releases them).
 //
-// onChange must not call Leave, and should return well within TTL/2: leases
-// are not renewed while it runs. Partitions are rebalanced within a heartbeat
+// onChange must not call Leave. It runs on its own goroutine, so leases are
+// renewed however long it takes (a slow stop delays only the hand-over of
+// the partitions it stops). Partitions are rebalanced within a heartbeat
 // (TTL/4) of a member joining or leaving, and within about TTL + TTL/4 of a
 // member dying.
 func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, onChange func(owned []int)) (*Membership, error) {
@@ -176,6 +197,8 @@ func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, o
 		validity: opts.TTL * 3 / 4,
 		done:     make(chan struct{}),
 		nudge:    make(chan struct{}, 1),
+		reports:  make(chan ownedReport, 1),
+		reported: make(chan struct{}),
 		leases:   map[int]*lease{},
 		first:    true,
 	}
@@ -186,6 +209,7 @@ func Join(ctx context.Context, js jetstream.JetStream, opts MembershipOptions, o
 	m.cancel = cancel
 	// Stop with the caller's ctx as well as with Leave.
 	stop := context.AfterFunc(ctx, cancel)
+	go m.callOnChange()
 	go func() {
 		defer stop()
 		m.run(runCtx)
@@ -276,8 +300,10 @@ func (m *Membership) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			// We no longer renew: stop using every partition now. The leases
-			// stay in m.leases for Leave to release.
+			// stay in m.leases for Leave to release once onChange returned.
 			m.leasesToReport(nil)
+			close(m.reports)
+			<-m.reported
 			return
 		case <-ticker.C:
 		case <-m.nudge:
@@ -376,18 +402,27 @@ func (m *Membership) round(ctx context.Context) {
 	m.mu.Lock()
 	m.wanted = append([]int{}, desired...)
 	m.mu.Unlock()
+	for p, l := range m.leases {
+		switch due := slices.Contains(desired, p); {
+		case !due && l.givenUp == 0:
+			l.givenUp = m.generation + 1 // the report below is the first without it
+		case due && l.givenUp != 0:
+			l.givenUp = 0 // due again before it was released: kept
+		}
+	}
+	m.report()
+	// The caller stops the given-up partitions' workers inside onChange;
+	// only once it has returned are the leases given back.
 	var release []int
 	releaseRev := map[int]uint64{}
+	applied := m.applied.Load()
 	for _, p := range sortedKeys(m.leases) {
-		if !slices.Contains(desired, p) {
+		if l := m.leases[p]; l.givenUp != 0 && l.givenUp <= applied {
 			release = append(release, p)
-			releaseRev[p] = m.leases[p].rev
+			releaseRev[p] = l.rev
 			delete(m.leases, p)
 		}
 	}
-	// The caller stops the released partitions' workers inside onChange;
-	// only then are the leases given back.
-	m.report()
 	if len(release) > 0 {
 		dctx, cancel := context.WithTimeout(ctx, m.interval)
 		defer cancel()
@@ -529,26 +564,53 @@ func (m *Membership) desired(members []string) []int {
 	return ps
 }
 
-// report calls onChange if the set of held leases changed (or never was
-// reported).
+// report hands onChange the leases held and not given up, if that set
+// changed (or never was reported).
 func (m *Membership) report() {
-	m.leasesToReport(sortedKeys(m.leases))
+	var owned []int
+	for _, p := range sortedKeys(m.leases) {
+		if m.leases[p].givenUp == 0 {
+			owned = append(owned, p)
+		}
+	}
+	m.leasesToReport(owned)
 }
 
+// leasesToReport queues owned for onChange if it differs from the last
+// report; a report still queued is replaced, as it is out of date.
 func (m *Membership) leasesToReport(owned []int) {
 	if owned == nil {
 		owned = []int{}
 	}
-	if !m.first && slices.Equal(owned, m.reported) {
+	if !m.first && slices.Equal(owned, m.lastReport) {
 		return
 	}
 	m.first = false
-	m.reported = owned
-	m.mu.Lock()
-	m.owned = slices.Clone(owned)
-	m.mu.Unlock()
-	m.log.Info("owned partitions", "partitions", owned)
-	m.onChange(slices.Clone(owned))
+	m.lastReport = owned
+	m.generation++
+	select {
+	case <-m.reports:
+	default:
+	}
+	m.reports <- ownedReport{owned: slices.Clone(owned), generation: m.generation}
+}
+
+// callOnChange calls onChange with each report, one at a time, and wakes
+// the run loop to release what it no longer reports.
+func (m *Membership) callOnChange() {
+	defer close(m.reported)
+	for r := range m.reports {
+		m.mu.Lock()
+		m.owned = slices.Clone(r.owned)
+		m.mu.Unlock()
+		m.log.Info("owned partitions", "partitions", r.owned)
+		m.onChange(r.owned)
+		m.applied.Store(r.generation)
+		select {
+		case m.nudge <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (m *Membership) memberKey() string { return memberKeyPrefix + m.id }

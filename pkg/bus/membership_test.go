@@ -367,3 +367,52 @@ func TestMembershipLeaseStolen(t *testing.T) {
 	waitFor(t, testTTL, "a reports 2 lost", func() bool { return slices.Equal(a.m.Owned(), []int{0, 1, 3}) })
 	waitFor(t, 2*testTTL+time.Second, "a owns 2 again", func() bool { return slices.Equal(a.m.Owned(), allPartitions(4)) })
 }
+
+// A member whose onChange takes three TTLs to stop the partitions it gives
+// up keeps heartbeating and renewing meanwhile: the partitions it keeps
+// never lapse to the other member, and those it gives up move only once
+// its callback has returned.
+func TestMembershipSlowStopKeepsTheLeases(t *testing.T) {
+	b := openTestBus(t)
+	nc, err := nats.Connect(b.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &testMember{id: "slow", nc: nc, rec: &ownership{}}
+	var last []int
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	slow.cancel = cancel
+	slow.m, err = Join(ctx, js, MembershipOptions{Group: "test", ID: "slow", Partitions: 8, TTL: testTTL, Logger: testLogger()},
+		func(owned []int) {
+			if len(owned) < len(last) {
+				time.Sleep(3 * testTTL) // stopping the workers of what it gives up
+			}
+			last = owned
+			slow.rec.record(owned)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer lcancel()
+		_ = slow.m.Leave(lctx)
+	}()
+	waitFor(t, 5*time.Second, "slow owns all", func() bool { return slices.Equal(slow.m.Owned(), allPartitions(8)) })
+	other := joinMember(t, b, "other", 8)
+	waitFor(t, 10*time.Second, "split 4/4", func() bool { return balanced(8, slow, other) })
+	checkExclusive(t, slow, other)
+	slow.rec.mu.Lock()
+	defer slow.rec.mu.Unlock()
+	for _, e := range slow.rec.events {
+		if len(e.owned) != 0 && len(e.owned) != 4 && len(e.owned) != 8 {
+			t.Errorf("slow reported %v: its kept leases lapsed while it stopped the others", e.owned)
+		}
+	}
+}
