@@ -243,10 +243,12 @@ func (p *Processor) trimLinks(ctx context.Context) error {
 // claims), so a snapshot covers up to the floors; a restore folds again
 // from there.
 //
-// A consumer with nothing pending or unacknowledged has folded every message
-// of its subjects up to the stream's last sequence, read before it: its
-// position moves there, so an idle worker's snapshot keeps up with the
-// streams (and the link stream can be trimmed past what it never consumes).
+// A link consumer with nothing pending or unacknowledged has folded every
+// link of its subjects up to the stream's last sequence, read before it: its
+// position moves there, so the link stream can be trimmed past what an idle
+// worker never consumes. Events keep to the acknowledgement floor: with
+// event positions moved the same way, the cluster test lost an event once
+// in five runs, so a pending count of zero is not taken as proof there.
 func (p *Processor) covered(ctx context.Context) (position, error) {
 	pos := p.pos
 	for i, stream := range []string{bus.EventStream, bus.LinkStream} {
@@ -267,7 +269,7 @@ func (p *Processor) covered(ctx context.Context) (position, error) {
 		if i == 1 {
 			at = &pos.Links
 		}
-		if info.NumPending == 0 && info.NumAckPending == 0 {
+		if i == 1 && info.NumPending == 0 && info.NumAckPending == 0 {
 			*at = max(*at, last)
 		} else {
 			*at = min(*at, info.AckFloor.Stream)
