@@ -71,16 +71,30 @@ func (s *settledSet) index() {
 	clear(s.recent)
 }
 
-// dropBefore forgets the ids settled on days before day.
+// dropBefore forgets the ids settled on days before day, in one pass over
+// the array: retention drops one day at a time, so no sort.
 func (s *settledSet) dropBefore(day int32) {
-	dropped := false
-	for d := range s.byDay {
-		if d < day {
-			delete(s.byDay, d)
-			dropped = true
+	var gone map[uint64]struct{}
+	for d, ids := range s.byDay {
+		if d >= day {
+			continue
 		}
+		if gone == nil {
+			gone = map[uint64]struct{}{}
+		}
+		for _, id := range ids {
+			gone[id] = struct{}{}
+		}
+		delete(s.byDay, d)
 	}
-	if dropped {
-		s.index()
+	if gone == nil {
+		return
+	}
+	s.sorted = slices.DeleteFunc(s.sorted, func(id uint64) bool {
+		_, drop := gone[id]
+		return drop
+	})
+	for id := range gone {
+		delete(s.recent, id)
 	}
 }
