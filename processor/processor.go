@@ -212,9 +212,8 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 		return stats, err
 	}
 	stats.FromSnapshot = found
-	if err := p.dropOrphans(ctx); err != nil {
-		p.logger.Warn("deleting snapshot objects no head names failed; the next start tries again", "err", err)
-	}
+	// Objects no committed head names go beside the work, not before it.
+	go p.dropOrphans(ctx, p.committedObjects())
 	if stats.Events, err = p.refold(ctx, snapPos, cp); err != nil {
 		return stats, err
 	}

@@ -344,34 +344,44 @@ func (p *Processor) loadSnapshot(ctx context.Context, headName string) (position
 	return head.Position, true, nil
 }
 
-// dropOrphans deletes this worker's objects the committed head does not
-// name: those of runs that stopped or were fenced out before committing,
-// and deletes that failed. Run once the checkpoint is this worker's.
-func (p *Processor) dropOrphans(ctx context.Context) error {
-	obs, err := p.objectStore(ctx)
-	if err != nil {
-		return err
-	}
-	infos, err := obs.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("processor: list snapshot: %w", err)
-	}
+// committedObjects are the names of the committed head and the objects it
+// names, as restored.
+func (p *Processor) committedObjects() map[string]bool {
 	keep := map[string]bool{p.head: true}
 	for _, name := range p.objects {
 		keep[name] = true
 	}
-	prefix := p.stage.name() + "/"
+	return keep
+}
+
+// dropOrphans deletes this worker's objects that neither the committed head
+// as restored (keep) names nor this run wrote: those of runs that stopped or
+// were fenced out before committing, and deletes that failed. It runs once
+// the checkpoint is this worker's, beside the work.
+func (p *Processor) dropOrphans(ctx context.Context, keep map[string]bool) {
+	obs, err := p.objectStore(ctx)
+	if err != nil {
+		return
+	}
+	infos, err := obs.List(ctx)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoObjectsFound) && ctx.Err() == nil {
+			p.logger.Warn("listing snapshot objects failed; the next start deletes what no head names", "err", err)
+		}
+		return
+	}
+	prefix, ours := p.stage.name()+"/", "/"+p.runID
 	for _, info := range infos {
-		if strings.HasPrefix(info.Name, prefix) && !keep[info.Name] {
-			if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-				return fmt.Errorf("processor: delete snapshot %s: %w", info.Name, err)
+		if !strings.HasPrefix(info.Name, prefix) || keep[info.Name] || strings.HasSuffix(info.Name, ours) {
+			continue
+		}
+		if err := obs.Delete(ctx, info.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			if ctx.Err() == nil {
+				p.logger.Warn("deleting a snapshot object no head names failed; the next start tries again", "object", info.Name, "err", err)
 			}
+			return
 		}
 	}
-	return nil
 }
 
 // DeleteSnapshots drops every worker's stored state (replay re-derives it).
