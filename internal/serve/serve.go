@@ -172,11 +172,15 @@ func Run(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger)
 // any number of processes starting together one runs them and the others
 // find them applied.
 func Migrate(ctx context.Context, b *bus.Bus, store *clickhouse.Store, replicas int) error {
-	return bus.WithLock(ctx, b.JS, "migrations."+store.Database(), replicas, func(ctx context.Context) error {
+	return bus.WithLock(ctx, b.JS, MigrationLock(store), replicas, func(ctx context.Context) error {
 		_, err := store.Migrate(ctx)
 		return err
 	})
 }
+
+// MigrationLock names the lock on the bus under which store's migrations
+// run, whichever command runs them.
+func MigrationLock(store *clickhouse.Store) string { return "migrations." + store.Database() }
 
 // ProcessorOptions are the processor's options from the configuration,
 // with a compare API client for each Git host that has a token.

@@ -49,6 +49,11 @@ seccompProfile:
 {{- define "doraflow.env" -}}
 - name: DORAFLOW_CONFIG
   value: /etc/doraflow/doraflow.yaml
+{{ include "doraflow.natsEnv" . }}
+{{- end -}}
+
+{{/* The bus: the migrate Job takes its lock there. */}}
+{{- define "doraflow.natsEnv" -}}
 - name: DORAFLOW_NATS_URL
   value: {{ .Values.nats.url | quote }}
 - name: DORAFLOW_NATS_REPLICAS
