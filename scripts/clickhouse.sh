@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Manage a private ClickHouse server for development and demos.
 #
-#   scripts/clickhouse.sh ensure                        install ClickHouse via apt if missing
+#   scripts/clickhouse.sh ensure                        install ClickHouse (and ZooKeeper, for tests) via apt if missing
 #   scripts/clickhouse.sh start DIR TCP_PORT HTTP_PORT  run a server with everything under DIR
 #   scripts/clickhouse.sh stop DIR                      stop the server started from DIR
 #
@@ -57,19 +57,26 @@ client_cmd() {
 }
 
 cmd_ensure() {
-	if server_cmd && client_cmd; then
-		return 0
+	local want=()
+	if ! server_cmd || ! client_cmd; then
+		[[ -z ${DORAFLOW_CLICKHOUSE_BIN:-} ]] || die "\$DORAFLOW_CLICKHOUSE_BIN=$DORAFLOW_CLICKHOUSE_BIN is not an executable"
+		want+=(clickhouse-server clickhouse-client)
 	fi
-	[[ -z ${DORAFLOW_CLICKHOUSE_BIN:-} ]] || die "\$DORAFLOW_CLICKHOUSE_BIN=$DORAFLOW_CLICKHOUSE_BIN is not an executable"
+	# ZooKeeper coordinates the replicas of the clickhouse.cluster tests
+	# (internal/testenv.ClickHouseReplicas); it is not needed to run doraflow.
+	if [[ ! -f /usr/share/java/zookeeper.jar ]] || ! command -v java >/dev/null; then
+		want+=(zookeeper)
+	fi
+	((${#want[@]})) || return 0
 	local sudo=()
 	if [[ $(id -u) -ne 0 ]]; then
-		command -v sudo >/dev/null || die "ClickHouse is not installed and installing it needs root (no sudo found)"
+		command -v sudo >/dev/null || die "${want[*]} not installed and installing needs root (no sudo found)"
 		sudo=(sudo)
 	fi
-	command -v apt-get >/dev/null || die "ClickHouse is not installed and apt-get is not available; install clickhouse-server and clickhouse-client yourself"
-	echo "clickhouse.sh: installing clickhouse-server and clickhouse-client with apt-get" >&2
+	command -v apt-get >/dev/null || die "${want[*]} not installed and apt-get is not available; install them yourself"
+	echo "clickhouse.sh: installing ${want[*]} with apt-get" >&2
 	"${sudo[@]}" apt-get update -qq
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
 	server_cmd && client_cmd || die "installed ClickHouse but cannot find its binaries"
 }
 

@@ -176,12 +176,17 @@ func reportOf(t *testing.T, srv *serve.Server, cfg config.Config) report.Report 
 
 func assertReport(t *testing.T, got, want report.Report) {
 	t.Helper()
-	var g, w strings.Builder
-	_ = got.WriteJSON(&g)
-	_ = want.WriteJSON(&w)
-	if g.String() != w.String() {
-		t.Fatalf("report differs\n got: %s\nwant: %s", g.String(), w.String())
+	if !sameReport(got, want) {
+		t.Fatalf("report differs\n got: %s\nwant: %s", reportJSON(got), reportJSON(want))
 	}
+}
+
+func sameReport(got, want report.Report) bool { return reportJSON(got) == reportJSON(want) }
+
+func reportJSON(r report.Report) string {
+	var b strings.Builder
+	_ = r.WriteJSON(&b)
+	return b.String()
 }
 
 func TestEndToEnd(t *testing.T) {

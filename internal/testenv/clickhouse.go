@@ -153,14 +153,23 @@ func tryStartClickHouse(bin string) (*clickhouseProc, error) {
 		return nil, err
 	}
 	p := &clickhouseProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	if err := writeClickHouseConfig(dir, port); err != nil {
+	if err := writeClickHouseConfig(dir, port, ""); err != nil {
 		p.stop()
 		return nil, err
 	}
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
-	if err != nil {
+	if err := p.launch(bin); err != nil {
 		p.stop()
 		return nil, err
+	}
+	return p, nil
+}
+
+// launch runs the server on the config and data in p.dir and waits until it
+// answers.
+func (p *clickhouseProc) launch(bin string) error {
+	out, err := os.OpenFile(filepath.Join(p.dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
 	}
 	defer out.Close() // the child has its own copy of the fd
 
@@ -168,24 +177,21 @@ func tryStartClickHouse(bin string) (*clickhouseProc, error) {
 	if filepath.Base(bin) == "clickhouse" { // upstream multi-call binary
 		args = append(args, "server")
 	}
-	args = append(args, "--config-file="+filepath.Join(dir, "config.xml"))
+	args = append(args, "--config-file="+filepath.Join(p.dir, "config.xml"))
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = dir
+	p.cmd.Dir = p.dir
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		p.cmd = nil
-		p.stop()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", bin, err)
 	}
 	p.exited = make(chan error, 1)
 	go func() { p.exited <- p.cmd.Wait() }()
 
 	if err := waitReady(p.addr, p.exited); err != nil {
-		err = fmt.Errorf("ClickHouse (%s) on %s did not come up: %w\n%s", bin, p.addr, err, p.logTail())
-		p.stop()
-		return nil, err
+		return fmt.Errorf("ClickHouse (%s) on %s did not come up: %w\n%s", bin, p.addr, err, p.logTail())
 	}
-	return p, nil
+	return nil
 }
 
 // waitReady pings over the native protocol until the server answers, it
@@ -213,11 +219,17 @@ func waitReady(addr string, exited chan error) error {
 // SIGTERM: the data is thrown away anyway, and a graceful shutdown can take
 // a second or two per package.
 func (p *clickhouseProc) stop() {
+	p.kill()
+	_ = os.RemoveAll(p.dir)
+}
+
+// kill ends the server at once (SIGKILL), keeping what it wrote.
+func (p *clickhouseProc) kill() {
 	if p.cmd != nil {
 		_ = p.cmd.Process.Kill() // harmless if it already exited
 		<-p.exited               // no longer writing to dir
+		p.cmd = nil
 	}
-	_ = os.RemoveAll(p.dir)
 }
 
 // logTail returns the last lines of the server's error log, or of its
@@ -281,8 +293,8 @@ func adminExec(addr, query string, timeout time.Duration) error {
 
 // writeClickHouseConfig writes the smallest config 18.16 accepts (same shape
 // as scripts/clickhouse.sh): loopback only, one native port, no HTTP or
-// interserver port, everything under dir.
-func writeClickHouseConfig(dir string, tcpPort int) error {
+// interserver port, everything under dir; extra is more of its elements.
+func writeClickHouseConfig(dir string, tcpPort int, extra string) error {
 	for _, sub := range []string{"data", "tmp", "log", "user_files", "format_schemas"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
 			return err
@@ -295,6 +307,7 @@ func writeClickHouseConfig(dir string, tcpPort int) error {
 		xmlEscape(filepath.Join(dir, "log", "clickhouse-server.err.log")),
 		tcpPort,
 		path("data"), path("tmp"), path("user_files"), path("format_schemas"),
+		extra,
 	)
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o644); err != nil {
 		return err
@@ -332,7 +345,7 @@ const configXML = `<?xml version="1.0"?>
     <default_database>default</default_database>
     <mark_cache_size>268435456</mark_cache_size>
     <timezone>UTC</timezone>
-</yandex>
+%s</yandex>
 `
 
 const usersXML = `<?xml version="1.0"?>
@@ -366,7 +379,7 @@ func Conn(t testing.TB, dsn string) (clickhouse.Conn, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := open(d.Addr, "default")
+	conn, err := open(d.Hosts()[0], "default")
 	if err != nil {
 		t.Fatal(err)
 	}

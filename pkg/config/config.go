@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -425,15 +426,21 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ClickHouseDSN is a parsed clickhouse://host:port/database address.
+// ClickHouseDSN is a parsed clickhouse://host:port[,host:port…]/database
+// address.
 type ClickHouseDSN struct {
-	Addr     string
+	Addr     string // host:port, or several separated by commas
 	Database string
 	User     string
 	Password string
 }
 
-// ParseClickHouseDSN parses clickhouse://[user[:password]@]host:port/database.
+// Hosts are the servers the DSN names, in the order a client tries them:
+// replicas of one cluster, the next taking over when one is down.
+func (d ClickHouseDSN) Hosts() []string { return strings.Split(d.Addr, ",") }
+
+// ParseClickHouseDSN parses
+// clickhouse://[user[:password]@]host:port[,host:port…]/database.
 func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -452,6 +459,11 @@ func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 		}
 	}
 	out := ClickHouseDSN{Addr: u.Host, Database: db, User: "default"}
+	for _, h := range out.Hosts() {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: server %q: want host:port", dsn, h)
+		}
+	}
 	if u.User != nil {
 		out.User = u.User.Username()
 		out.Password, _ = u.User.Password()

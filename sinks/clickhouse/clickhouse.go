@@ -45,9 +45,12 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, err
 	}
 	conn, err := ch.Open(&ch.Options{
-		Addr:        []string{d.Addr},
-		Auth:        ch.Auth{Username: d.User, Password: d.Password},
-		DialTimeout: 5 * time.Second,
+		// Replicas in the DSN's order: a connection goes to the first that
+		// answers.
+		Addr:             d.Hosts(),
+		ConnOpenStrategy: ch.ConnOpenInOrder,
+		Auth:             ch.Auth{Username: d.User, Password: d.Password},
+		DialTimeout:      5 * time.Second,
 		// Only integer and bool settings here: string settings break every
 		// query on 18.16.
 		MaxOpenConns: 8,
