@@ -58,6 +58,7 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	// Senders retry what is refused, as a Git host's redelivery would.
 	var mu sync.Mutex
 	statuses := map[int]int{}
+	var refused []time.Time // when each 503 came
 	url := "http://" + srv.Addr() + "/webhooks/github"
 	post := func(h demo.Webhook) int {
 		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(h.Body))
@@ -81,6 +82,9 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 					code := post(h)
 					mu.Lock()
 					statuses[code]++
+					if code == http.StatusServiceUnavailable {
+						refused = append(refused, time.Now())
+					}
 					mu.Unlock()
 					if code/100 == 2 || time.Now().After(deadline) {
 						break
@@ -91,7 +95,8 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 		})
 	}
 	faults := make(chan error, 1)
-	go func() { faults <- loseTwoNodes(ctx, cluster, srv) }()
+	var outage outage
+	go func() { outage, err = loseTwoNodes(ctx, cluster, srv); faults <- err }()
 	for _, h := range hooks {
 		jobs <- h
 		time.Sleep(40 * time.Millisecond) // paced, so the faults land while webhooks flow
@@ -110,6 +115,18 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	if statuses[http.StatusServiceUnavailable] == 0 {
 		t.Error("no 503 while two of three nodes were down: the faults did not land while webhooks flowed")
 	}
+	// A 503 only from the first node's loss (its streams elect new leaders)
+	// until every stream the collector writes has a leader again, give or
+	// take a publish's timeout for a request under way then.
+	last := outage.quorumBack.Add(cfg.Collector.PublishTimeout + time.Second)
+	for _, at := range refused {
+		if at.Before(outage.firstDown) || at.After(last) {
+			t.Errorf("503 at %s, outside the outage (%s until quorum at %s)", at.Format(time.StampMilli),
+				outage.firstDown.Format(time.StampMilli), outage.quorumBack.Format(time.StampMilli))
+		}
+	}
+	t.Logf("503s from %s to %s; outage %s until quorum at %s", refused[0].Format(time.StampMilli),
+		refused[len(refused)-1].Format(time.StampMilli), outage.firstDown.Format(time.StampMilli), outage.quorumBack.Format(time.StampMilli))
 
 	// A request the cluster takes while it elects leaders may go unanswered:
 	// each look gets a few seconds, and the looks go on for two minutes.
@@ -143,23 +160,48 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	t.Logf("%d webhooks, every one stored once; %d facts equal to a clean run", len(hooks), len(want))
 }
 
+// outage is when the cluster lost its first node, and when every stream a
+// collector writes had a leader again after both lost nodes came back.
+type outage struct{ firstDown, quorumBack time.Time }
+
 // loseTwoNodes shuts down the event stream's leader, then a second node,
 // and brings both back.
-func loseTwoNodes(ctx context.Context, cluster *natstest.Cluster, srv *serve.Server) error {
+func loseTwoNodes(ctx context.Context, cluster *natstest.Cluster, srv *serve.Server) (outage, error) {
+	var o outage
 	time.Sleep(500 * time.Millisecond)
 	stream, err := srv.Bus.JS.Stream(ctx, bus.EventStream)
 	if err != nil {
-		return err
+		return o, err
 	}
 	leader := stream.CachedInfo().Cluster.Leader
 	first := cluster.Node(leader)
 	if first < 0 {
-		return fmt.Errorf("no node named %q leads the event stream", leader)
+		return o, fmt.Errorf("no node named %q leads the event stream", leader)
 	}
 	second := (first + 1) % len(cluster.Servers)
+	o.firstDown = time.Now()
 	cluster.Stop(first)
 	time.Sleep(time.Second)
 	cluster.Stop(second)
 	time.Sleep(3 * time.Second) // no quorum
-	return errors.Join(cluster.Restart(first), cluster.Restart(second))
+	if err := errors.Join(cluster.Restart(first), cluster.Restart(second)); err != nil {
+		return o, err
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return o, errors.New("streams without a leader 30 s after the nodes returned")
+		}
+		if led(ctx, srv, bus.RawStream) && led(ctx, srv, bus.EventStream) {
+			o.quorumBack = time.Now()
+			return o, nil
+		}
+	}
+}
+
+// led says whether the stream has a leader, asking the cluster.
+func led(ctx context.Context, srv *serve.Server, name string) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	stream, err := srv.Bus.JS.Stream(ctx, name)
+	return err == nil && stream.CachedInfo().Cluster != nil && stream.CachedInfo().Cluster.Leader != ""
 }
