@@ -298,3 +298,39 @@ func shifted(e event.Event, d time.Duration) event.Event {
 	}
 	return e
 }
+
+// A commit never deployed is forgotten once it is Keep older than the
+// deployments retention drops, and not before; one that arrives after a
+// compaction, older than every commit held, is forgotten at the next.
+func TestAbandonedCommitsLeaveTheState(t *testing.T) {
+	cfg := testConfig()
+	cfg.Retention = Retention{Keep: 100 * time.Hour, Margin: 10 * time.Hour}
+	s := New(cfg)
+	held := func() []string { return sortedKeys(s.Repos.repos[repo].commits) }
+	s.Apply(branchPush("0000000000000000000000000000000000000000", "old", c("old", 0)))
+	s.Apply(branchPush("old", "new", c("new", 200)))
+	s.Flush()
+	// Abandoned: older than now - Keep - Margin - Keep (now - 210 hours).
+	for _, tc := range []struct {
+		now  int
+		late *event.Event
+		want []string
+	}{
+		{now: 200, want: []string{"new", "old"}},
+		{now: 215, want: []string{"new"}},
+		{now: 220, late: ptr(branchPush("0000000000000000000000000000000000000000", "older", c("older", 5))), want: []string{"new"}},
+		{now: 400, want: []string{"new"}},
+		{now: 420, want: nil},
+	} {
+		if tc.late != nil {
+			s.Apply(*tc.late)
+			s.Flush()
+		}
+		s.Compact(h(tc.now))
+		if got := held(); !slices.Equal(got, tc.want) {
+			t.Errorf("at hour %d: commits held %q, want %q", tc.now, got, tc.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

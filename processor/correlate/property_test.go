@@ -597,7 +597,7 @@ func storeDiff(got, want map[storeKey]any) string {
 func (s *Repos) coldMonths() []int32 {
 	set := map[int32]bool{}
 	for _, r := range s.repos {
-		for _, days := range [][]int32{keysOf(r.settled.byDay), keysOf(r.deployedOn), keysOf(r.days.Days)} {
+		for _, days := range [][]int32{r.settled.days(), keysOf(r.deployedOn), keysOf(r.days.Days)} {
 			for _, day := range days {
 				if r.coldDay(day) {
 					set[monthOf(day)] = true

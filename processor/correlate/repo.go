@@ -40,6 +40,9 @@ type repoState struct {
 	hosts   map[string]bool // sources whose pushes or merges describe the repo
 	blamed  []BlamedIncident
 	latest  time.Time // the latest event time seen: older history settles
+	// oldestCommit: no commit held is older (zero: none with a time), so
+	// retention need not look for abandoned commits before it.
+	oldestCommit time.Time
 	// settledBefore: production deployments before this are settled.
 	settledBefore time.Time
 	// deployedOn lists deployment ids by the day they finished, for
@@ -182,6 +185,12 @@ func (r *repoState) covered(sha string) bool {
 	return r.isSettled(sha)
 }
 
+func (r *repoState) heldCommitAt(t time.Time) {
+	if !t.IsZero() && (r.oldestCommit.IsZero() || t.Before(r.oldestCommit)) {
+		r.oldestCommit = t
+	}
+}
+
 func (r *repoState) seen(t time.Time) {
 	if t.After(r.latest) {
 		r.latest = t
@@ -235,6 +244,7 @@ func (r *repoState) applyPush(p *event.Push) {
 		}
 		if !n.time.Equal(pc.Time) {
 			n.time, changed = pc.Time, true
+			r.heldCommitAt(pc.Time)
 		}
 		switch {
 		case i > 0:
@@ -747,13 +757,18 @@ func (r *repoState) drop(drop, abandoned time.Time) {
 		}
 	}
 	r.settled.dropBefore(dropDay)
-	// Commits never shipped. What is not settled is about a retention
-	// margin's worth of history and the commits never deployed, so looking
-	// at each once a day is cheap.
+	// Commits never shipped, once some commit held is old enough: looking
+	// at every commit a day would cost the whole unsettled history daily.
+	if r.oldestCommit.IsZero() || !r.oldestCommit.Before(abandoned) {
+		return
+	}
+	r.oldestCommit = time.Time{}
 	for sha, c := range r.commits {
 		if c.shipper == nil && !c.time.IsZero() && c.time.Before(abandoned) {
 			delete(r.commits, sha)
+			continue
 		}
+		r.heldCommitAt(c.time)
 	}
 }
 

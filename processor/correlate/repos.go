@@ -315,7 +315,7 @@ func (s *Repos) passed(r *repoState, before time.Time) {
 		}
 		return
 	}
-	for _, days := range [][]int32{keysOf(r.settled.byDay), keysOf(r.deployedOn), keysOf(r.days.Days)} {
+	for _, days := range [][]int32{r.settled.days(), keysOf(r.deployedOn), keysOf(r.days.Days)} {
 		for _, day := range days {
 			if day < to {
 				s.coldDirty[monthOf(day)] = true

@@ -1,100 +1,160 @@
 package correlate
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
-// settledSet holds the ids of a repository's settled commits by the day of
-// the deployment that settled them (retention drops a day at a time). A
-// year of a large organisation settles millions of them, so lookups go to
-// one sorted array (8 bytes an id) and a small map of the ids added since
-// the array was last merged, instead of a map of every id (about 40 bytes
-// each).
+// settledSet holds the ids of a repository's settled commits, each with the
+// day (Unix days) of the deployment that settled it: retention drops a day
+// at a time. A year of a large organisation settles millions of them, so
+// they are kept in sorted arrays of plain numbers (12 bytes an id, nothing
+// for the garbage collector to scan) rather than in maps: the bulk, and a
+// short tail of the ids added since the bulk was last merged, which keeps
+// an addition from moving the whole bulk.
 type settledSet struct {
-	byDay  map[int32][]uint64
-	sorted []uint64
-	recent map[uint64]struct{}
+	ids, tail        []uint64 // each sorted
+	idDays, tailDays []int32  // idDays[i] is when ids[i] settled
+	unindexed        []settledID
 }
 
-func newSettledSet() settledSet {
-	return settledSet{byDay: map[int32][]uint64{}, recent: map[uint64]struct{}{}}
+type settledID struct {
+	id  uint64
+	day int32
 }
+
+func newSettledSet() settledSet { return settledSet{} }
 
 func (s *settledSet) has(id uint64) bool {
-	if _, ok := s.recent[id]; ok {
+	if _, ok := slices.BinarySearch(s.tail, id); ok {
 		return true
 	}
-	_, ok := slices.BinarySearch(s.sorted, id)
+	_, ok := slices.BinarySearch(s.ids, id)
 	return ok
 }
 
 // add settles id on day, unless it is settled already.
 func (s *settledSet) add(id uint64, day int32) {
-	if s.has(id) {
+	if _, ok := slices.BinarySearch(s.ids, id); ok {
 		return
 	}
-	s.byDay[day] = append(s.byDay[day], id)
-	s.recent[id] = struct{}{}
-	// Merging costs the array's length: merge when the map holds an eighth
-	// of it, so an id costs a few steps of merging on average.
-	if len(s.recent) > max(64, len(s.sorted)/8) {
+	i, ok := slices.BinarySearch(s.tail, id)
+	if ok {
+		return
+	}
+	s.tail = slices.Insert(s.tail, i, id)
+	s.tailDays = slices.Insert(s.tailDays, i, day)
+	// Inserting moves the tail, merging moves the bulk: merge when the tail
+	// is a sixteenth of it, so an id costs a few dozen moves either way.
+	if len(s.tail) > max(64, len(s.ids)/16) {
 		s.merge()
 	}
 }
 
+// merge moves the tail into the bulk, from the back so that nothing is
+// allocated but the bulk's growth.
 func (s *settledSet) merge() {
-	if len(s.recent) == 0 {
-		return
+	n, m := len(s.ids), len(s.tail)
+	s.ids = slices.Grow(s.ids, m)[:n+m]
+	s.idDays = slices.Grow(s.idDays, m)[:n+m]
+	i, j := n-1, m-1
+	for k := n + m - 1; j >= 0; k-- {
+		if i >= 0 && s.ids[i] > s.tail[j] {
+			s.ids[k], s.idDays[k] = s.ids[i], s.idDays[i]
+			i--
+		} else {
+			s.ids[k], s.idDays[k] = s.tail[j], s.tailDays[j]
+			j--
+		}
 	}
-	for id := range s.recent {
-		s.sorted = append(s.sorted, id)
-	}
-	slices.Sort(s.sorted)
-	clear(s.recent)
+	s.tail, s.tailDays = s.tail[:0], s.tailDays[:0]
 }
 
 // restore puts back a day's ids from a snapshot; index must follow.
 func (s *settledSet) restore(day int32, ids []uint64) {
-	s.byDay[day] = ids
+	for _, id := range ids {
+		s.unindexed = append(s.unindexed, settledID{id, day})
+	}
 }
 
-// index rebuilds the lookup array from the days, after restore.
+// index sorts what restore put back into the bulk; an id restored under
+// two days keeps the earlier.
 func (s *settledSet) index() {
-	n := 0
-	for _, ids := range s.byDay {
-		n += len(ids)
+	s.merge()
+	all := s.unindexed
+	for i, id := range s.ids {
+		all = append(all, settledID{id, s.idDays[i]})
 	}
-	s.sorted = slices.Grow(s.sorted[:0], n)
-	for _, ids := range s.byDay {
-		s.sorted = append(s.sorted, ids...)
+	slices.SortFunc(all, func(a, b settledID) int { return cmp.Or(cmp.Compare(a.id, b.id), cmp.Compare(a.day, b.day)) })
+	all = slices.CompactFunc(all, func(a, b settledID) bool { return a.id == b.id })
+	s.ids, s.idDays = make([]uint64, len(all)), make([]int32, len(all))
+	for i, e := range all {
+		s.ids[i], s.idDays[i] = e.id, e.day
 	}
-	slices.Sort(s.sorted)
-	s.sorted = slices.Compact(s.sorted)
-	clear(s.recent)
+	s.unindexed = nil
 }
 
-// dropBefore forgets the ids settled on days before day, in one pass over
-// the array: retention drops one day at a time, so no sort.
+// dropBefore forgets the ids settled on days before day, in one pass.
 func (s *settledSet) dropBefore(day int32) {
-	var gone map[uint64]struct{}
-	for d, ids := range s.byDay {
-		if d >= day {
-			continue
+	s.ids, s.idDays = keepFrom(s.ids, s.idDays, day)
+	s.tail, s.tailDays = keepFrom(s.tail, s.tailDays, day)
+}
+
+func keepFrom(ids []uint64, days []int32, from int32) ([]uint64, []int32) {
+	k := 0
+	for i, d := range days {
+		if d >= from {
+			ids[k], days[k] = ids[i], d
+			k++
 		}
-		if gone == nil {
-			gone = map[uint64]struct{}{}
+	}
+	return ids[:k], days[:k]
+}
+
+// byDay groups the ids of the days keep wants by day, days in order and
+// ids in order: what a snapshot saves.
+func (s *settledSet) byDay(keep func(day int32) bool) (days []int32, ids [][]uint64) {
+	index := map[int32]int{}
+	add := func(id uint64, day int32) {
+		if !keep(day) {
+			return
 		}
-		for _, id := range ids {
-			gone[id] = struct{}{}
+		k, ok := index[day]
+		if !ok {
+			k = len(days)
+			index[day] = k
+			days = append(days, day)
+			ids = append(ids, nil)
 		}
-		delete(s.byDay, d)
+		ids[k] = append(ids[k], id)
 	}
-	if gone == nil {
-		return
+	for i, id := range s.ids {
+		add(id, s.idDays[i])
 	}
-	s.sorted = slices.DeleteFunc(s.sorted, func(id uint64) bool {
-		_, drop := gone[id]
-		return drop
-	})
-	for id := range gone {
-		delete(s.recent, id)
+	for i, id := range s.tail {
+		add(id, s.tailDays[i])
 	}
+	order := make([]int, len(days))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(days[a], days[b]) })
+	sortedDays, sortedIDs := make([]int32, len(days)), make([][]uint64, len(days))
+	for k, i := range order {
+		sortedDays[k] = days[i]
+		sortedIDs[k] = ids[i]
+		slices.Sort(sortedIDs[k]) // the tail's come after the bulk's
+	}
+	return sortedDays, sortedIDs
+}
+
+// days lists the days that settled some id.
+func (s *settledSet) days() []int32 {
+	seen := map[int32]bool{}
+	for _, ds := range [][]int32{s.idDays, s.tailDays} {
+		for _, d := range ds {
+			seen[d] = true
+		}
+	}
+	return keysOf(seen)
 }

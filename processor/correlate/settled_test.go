@@ -32,8 +32,9 @@ func TestSettledSetAgainstAMap(t *testing.T) {
 				}
 			default:
 				restored := newSettledSet()
-				for d, ids := range set.byDay {
-					restored.restore(d, ids)
+				days, ids := set.byDay(func(int32) bool { return true })
+				for i, d := range days {
+					restored.restore(d, ids[i])
 				}
 				restored.index()
 				set = restored

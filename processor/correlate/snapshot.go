@@ -212,12 +212,7 @@ func (s *Repos) EncodeRepo(name string) ([]byte, bool, error) {
 			snap.Days.Days[day] = t
 		}
 	}
-	for day, hashes := range r.settled.byDay {
-		if !r.coldDay(day) {
-			snap.SettledDays = append(snap.SettledDays, day)
-			snap.SettledIDs = append(snap.SettledIDs, hashes)
-		}
-	}
+	snap.SettledDays, snap.SettledIDs = r.settled.byDay(func(day int32) bool { return !r.coldDay(day) })
 	for sha, d := range r.missing {
 		snap.Missing[sha] = d.id
 	}
@@ -244,12 +239,7 @@ func (s *Repos) EncodeCold(month int32) ([]byte, error) {
 	for _, name := range sortedKeys(s.repos) {
 		r := s.repos[name]
 		cr := coldRepo{Name: name, Days: RepoDays{Days: map[int32]*dayTally{}}}
-		for day, hashes := range r.settled.byDay {
-			if monthOf(day) == month && r.coldDay(day) {
-				cr.SettledDays = append(cr.SettledDays, day)
-				cr.SettledIDs = append(cr.SettledIDs, hashes)
-			}
-		}
+		cr.SettledDays, cr.SettledIDs = r.settled.byDay(func(day int32) bool { return monthOf(day) == month && r.coldDay(day) })
 		seen := map[string]bool{}
 		for day, ids := range r.deployedOn {
 			if monthOf(day) != month {
@@ -323,6 +313,7 @@ func (s *Repos) DecodeRepo(data []byte) error {
 			c.handed = true
 		}
 		r.commits[c.sha] = c
+		r.heldCommitAt(c.time)
 	}
 	for _, m := range snap.Merges {
 		r.merges[m.MergeSHA] = m
