@@ -26,7 +26,8 @@ type Cluster struct {
 }
 
 // StartCluster starts n clustered JetStream servers and waits until the
-// cluster has a meta leader; they shut down with the test.
+// cluster has a meta leader that knows every node (before, a stream of n
+// replicas finds no place); they shut down with the test.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, name: "doraflow-test", dir: t.TempDir(), ports: freePorts(t, n), routes: freePorts(t, n), Servers: make([]*server.Server, n)}
@@ -42,8 +43,24 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			}
 		}
 	})
-	c.WaitForLeader()
+	c.waitForPeers(n)
 	return c
+}
+
+// waitForPeers waits until the meta leader counts n peers: a leader is
+// elected by a quorum, before the last nodes have joined.
+func (c *Cluster) waitForPeers(n int) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, s := range c.Servers {
+			if s != nil && s.JetStreamIsLeader() && len(s.JetStreamClusterPeers()) == n {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("natstest: the meta leader does not count %d peers after 30s", n)
 }
 
 func (c *Cluster) start(i int) error {

@@ -15,7 +15,9 @@ import (
 // With clickhouse.cluster on two replicas of ClickHouse 18.16 (coordinated
 // by ZooKeeper), the processor writes through the loss of the replica it
 // writes to, the other holds every fact, and the lost one catches up when
-// it returns: each answers the same report as a single server.
+// it returns: each answers the same report as a single server. (Replication
+// is asynchronous: rows a replica took just before it died reach the other
+// when it returns, so the test lets the first half replicate first.)
 func TestReplicatedClickHouseLosesAReplica(t *testing.T) {
 	replicas := testenv.ClickHouseReplicas(t, 2)
 	cfg := testConfig(t, replicas.DSN())
@@ -27,6 +29,7 @@ func TestReplicatedClickHouseLosesAReplica(t *testing.T) {
 		post(t, srv, d)
 	}
 	reportOf(t, srv, cfg)
+	replicas.Sync(1)
 
 	replicas.Kill(0)
 	for _, d := range deliveries[8:] {

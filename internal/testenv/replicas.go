@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -101,6 +102,40 @@ func (r *Replicas) DSN(replicas ...int) string {
 		addrs[k] = r.procs[i].addr
 	}
 	return "clickhouse://" + strings.Join(addrs, ",") + "/" + r.database
+}
+
+// Sync waits until replica i has fetched every part the others hold of the
+// test database's replicated tables: ClickHouse replicates asynchronously,
+// so what one replica acknowledged is on the others a moment later.
+func (r *Replicas) Sync(i int) {
+	r.t.Helper()
+	conn, err := open(r.procs[i].addr, "default")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	rows, err := conn.Query(ctx, "SELECT name FROM system.tables WHERE database = ? AND engine LIKE 'Replicated%'", r.database)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var tables []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			r.t.Fatal(err)
+		}
+		tables = append(tables, name)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		r.t.Fatal(err)
+	}
+	for _, table := range tables {
+		if err := conn.Exec(ctx, "SYSTEM SYNC REPLICA "+r.database+"."+table); err != nil {
+			r.t.Fatalf("testenv: sync replica %d of %s: %v", i, table, err)
+		}
+	}
 }
 
 // Kill ends replica i at once (SIGKILL), keeping its data.
