@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/doraflow/doraflow/internal/serve"
+	"github.com/doraflow/doraflow/pkg/memlimit"
 )
 
 func serveCmd() *cobra.Command {
@@ -28,7 +30,13 @@ and --role processor run one side each against an external NATS.`,
 			if role != serve.RoleAll && cfg.NATSURL == "" {
 				return fmt.Errorf("%w: --role %s needs an external NATS (DORAFLOW_NATS_URL) shared with the other role", errConfig, role)
 			}
-			return serve.Run(cmd.Context(), cfg, role, newLogger())
+			logger := newLogger()
+			if limit, err := memlimit.Apply(os.Getenv, memlimit.CgroupFiles()); err != nil {
+				logger.Warn("no memory limit for the Go runtime", "err", err)
+			} else if limit > 0 {
+				logger.Info("Go runtime memory limit", "bytes", limit)
+			}
+			return serve.Run(cmd.Context(), cfg, role, logger)
 		},
 	}
 	cmd.Flags().String("role", "all", "which parts to run: all, collector or processor")
