@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -195,19 +196,19 @@ type RebuildStats struct {
 func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	start := time.Now()
 	var stats RebuildStats
-	stored, rev, err := p.loadCheckpoint(ctx)
+	committed, rev, err := p.loadCheckpoint(ctx)
 	if err != nil {
 		return stats, err
 	}
-	cp := stored.position
+	cp := committed.position
 	// Writing the checkpoint back at once makes it this worker's: a
 	// predecessor still running fails its next checkpoint or snapshot
 	// commit (ErrFenced), so the snapshot named now stays the one to use.
-	p.checkpointRev, p.head = rev, stored.Head
+	p.checkpointRev, p.head = rev, committed.Head
 	if err := p.saveCheckpoint(ctx, cp); err != nil {
 		return stats, err
 	}
-	snapPos, found, err := p.loadSnapshot(ctx, stored.Head)
+	snapPos, found, err := p.loadSnapshot(ctx, committed.Head)
 	if err != nil {
 		return stats, err
 	}
@@ -226,12 +227,12 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	// was written since the snapshot (or, without one, all of what was
 	// folded again) is compared with what the state says, so the flush
 	// writes exactly the difference.
+	var stored correlate.Facts
 	if repos, incidents := p.stage.touched(); len(repos)+len(incidents) > 0 {
 		since := uint64(0)
 		if found {
 			since = snapPos.Version
 		}
-		var stored correlate.Facts
 		err := p.retry(ctx, "read", func() error {
 			var err error
 			stored, err = p.remembered(ctx, repos, incidents, since)
@@ -259,7 +260,11 @@ func (p *Processor) Rebuild(ctx context.Context) (RebuildStats, error) {
 	if err := p.saveCheckpoint(ctx, p.pos); err != nil {
 		return stats, err
 	}
-	if err := p.write(ctx, facts, p.pos.Version); err != nil {
+	// The team mapping of what was stored too: the write that stored it may
+	// have been cut short before the mapping's.
+	teams := p.newEntities(facts)
+	maps.Copy(teams, p.newEntities(stored))
+	if err := p.writeTeams(ctx, facts, teams, p.pos.Version); err != nil {
 		return stats, err
 	}
 	p.linkIDs(links)
@@ -671,10 +676,16 @@ func retryBackOff() *backoff.ExponentialBackOff {
 
 // write stores the facts and the teams of new entities.
 func (p *Processor) write(ctx context.Context, f correlate.Facts, version uint64) error {
-	if f.Len() == 0 {
+	return p.writeTeams(ctx, f, p.newEntities(f), version)
+}
+
+// writeTeams is write with the team mapping of these entities besides.
+// Rollup days go even without a fact row: a rebuild that finds every fact
+// stored may still owe the days a write cut short.
+func (p *Processor) writeTeams(ctx context.Context, f correlate.Facts, teams map[string]string, version uint64) error {
+	if f.Len() == 0 && len(f.Days) == 0 && len(teams) == 0 {
 		return nil
 	}
-	teams := p.newEntities(f)
 	err := p.retry(ctx, "write", func() error {
 		if err := p.store.Write(ctx, f, version); err != nil {
 			return err

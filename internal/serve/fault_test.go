@@ -2,23 +2,31 @@ package serve_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
+	"github.com/doraflow/doraflow/pkg/dora"
 	"github.com/doraflow/doraflow/pkg/event"
+	"github.com/doraflow/doraflow/pkg/telemetry"
 	"github.com/doraflow/doraflow/processor"
+	"github.com/doraflow/doraflow/processor/correlate"
+	"github.com/doraflow/doraflow/sinks/clickhouse"
 )
 
 func metricsText(t *testing.T, addr string) string {
@@ -217,4 +225,75 @@ func TestRedeliveredEventIsDeadLettered(t *testing.T) {
 	if r := reportOf(t, srv, cfg); r.Total.Deployments != 0 {
 		t.Errorf("after a restart the dead-lettered deployment counts: %+v", r.Total)
 	}
+}
+
+// cutStore stores the first batch that has rollups without them (and
+// without its team mapping), then fails it for good: a write cut short
+// between the fact tables and the rest, as a stop or a crash can.
+type cutStore struct {
+	processor.Store
+	cut atomic.Bool
+}
+
+func (s *cutStore) Write(ctx context.Context, f correlate.Facts, version uint64) error {
+	if len(f.Days) == 0 || s.cut.Swap(true) {
+		return s.Store.Write(ctx, f, version)
+	}
+	f.Days = nil
+	if err := s.Store.Write(ctx, f, version); err != nil {
+		return err
+	}
+	return backoff.Permanent(errors.New("cut short before the rollups"))
+}
+
+// A worker whose write stored the facts but not their rollups and team
+// mapping stops; its successor finds every fact stored and must still
+// write what the cut left out, or the report lacks those facts for good.
+func TestWriteCutBeforeTheRollupsIsRepaired(t *testing.T) {
+	ctx := context.Background()
+	nats := externalNATS(t)
+	dsn := testenv.ClickHouse(t)
+	cfg := testConfig(t, dsn)
+	cfg.NATSURL = nats.ClientURL()
+	cfg.Processor.Partitions = 1
+	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop(collector)
+	store, err := clickhouse.Open(ctx, dsn, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := serve.Migrate(ctx, collector.Bus, store, 1); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := serve.ProcessorOptions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := &cutStore{Store: store}
+	manager := processor.NewManager(nats.JS, cut, opts, telemetry.New(), failureLog(t))
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- manager.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	<-manager.Ready()
+	for _, d := range scenario() {
+		post(t, collector, d)
+	}
+	waitIdle(t, nats.JS, cfg.Processor.Partitions)
+	if !cut.cut.Load() {
+		t.Fatal("no write was cut short")
+	}
+	var teams []string
+	for _, tm := range cfg.Teams {
+		teams = append(teams, tm.Name)
+	}
+	got, err := report.Build(ctx, store, dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), teams, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertReport(t, got, expected())
 }
