@@ -18,7 +18,7 @@ func TestTwoProcessorsShareTheWork(t *testing.T) {
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.LeaseTTL = time.Second
-	logger := quiet()
+	logger := failureLog(t)
 	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, logger)
 	if err != nil {
 		t.Fatal(err)
