@@ -1,0 +1,239 @@
+// Package backfill fetches history from Git hosts and incident tools
+// through their APIs and publishes it as the same canonical events their
+// webhooks produce, with the same ids: a fact reported both ways counts
+// once. Each vendor file turns its API into Targets (a repository, a
+// project, an incident tool account) made of Phases; Run fetches targets
+// concurrently, publishes each phase's events, and records a checkpoint on
+// the bus after each phase, so that an interrupted backfill resumes where
+// it stopped.
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/doraflow/doraflow/pkg/event"
+)
+
+// Config is what every backfill shares.
+type Config struct {
+	// Since and Until bound the history fetched: [Since, Until).
+	Since, Until time.Time
+	// Keep is the processor's retention (processor.retention.keep): facts
+	// older than Now-Keep are frozen, so events about them would be
+	// accepted and produce nothing.
+	Keep time.Duration
+	// Now is the time the retention is measured from.
+	Now time.Time
+	// Concurrency is how many targets are fetched at once.
+	Concurrency int
+}
+
+// DefaultConcurrency is the number of targets fetched at once when Config
+// names none: enough to hide the API's latency, few enough to stay far
+// from GitHub's secondary limit on concurrent requests (100).
+const DefaultConcurrency = 8
+
+// Validate explains every problem of the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Since.IsZero() {
+		errs = append(errs, errors.New("backfill: --since is required (a duration back from now such as 90d, or an RFC 3339 time)"))
+	}
+	if !c.Until.After(c.Since) {
+		errs = append(errs, fmt.Errorf("backfill: --since %s is not before the end of the window %s", c.Since.Format(time.RFC3339), c.Until.Format(time.RFC3339)))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("backfill: --concurrency %d; must be at least 1", c.Concurrency))
+	}
+	if c.Keep > 0 && !c.Since.IsZero() && c.Since.Before(c.RetentionStart()) {
+		errs = append(errs, fmt.Errorf("backfill: --since %s reaches %d days back, beyond processor.retention.keep (%s, %d days): the processor would accept that history and derive no fact from it; raise processor.retention.keep in the configuration file, or backfill from %s on",
+			c.Since.Format(time.DateOnly), int(c.Now.Sub(c.Since).Hours()/24), c.Keep, int(c.Keep.Hours()/24), c.RetentionStart().Format(time.DateOnly)))
+	}
+	return errors.Join(errs...)
+}
+
+// RetentionStart is the oldest time the processor still derives facts for:
+// as the processor computes it, from the start of today.
+func (c Config) RetentionStart() time.Time {
+	if c.Keep <= 0 {
+		return time.Time{}
+	}
+	return c.Now.UTC().Truncate(24 * time.Hour).Add(-c.Keep)
+}
+
+// Window is the time range a target's phases fetch.
+type Window struct {
+	Since, Until time.Time
+}
+
+// Contains reports whether t is in [Since, Until).
+func (w Window) Contains(t time.Time) bool { return !t.Before(w.Since) && t.Before(w.Until) }
+
+// Target is one unit of history: a repository, a project, an account.
+type Target struct {
+	// Key names the target's checkpoint: source/name.
+	Key string
+	// Name is how progress names it.
+	Name   string
+	Phases []Phase
+}
+
+// Phase fetches one kind of history of a target and hands its events to
+// emit; a phase that returns nil is recorded as done and not fetched again
+// by a resumed backfill.
+type Phase struct {
+	Name string
+	Run  func(ctx context.Context, w Window, emit func(...event.Event)) error
+}
+
+// Sink is where the events go: the bus, or a listing (--dry-run).
+type Sink interface {
+	Publish(ctx context.Context, events []event.Event) error
+}
+
+// Result counts what Run did.
+type Result struct {
+	Targets int // targets fetched (in whole or the rest of them)
+	Resumed int // of which resumed from a checkpoint
+	Skipped int // targets a finished checkpoint already covers
+	Events  int // events published
+	// TooOld counts events older than the retention, left out.
+	TooOld int
+}
+
+// Runner fetches targets and publishes their events.
+type Runner struct {
+	Config      Config
+	Sink        Sink
+	Checkpoints Checkpoints
+	Progress    Progress
+	Logger      *slog.Logger
+}
+
+// publishBatch is how many events go to the sink at once.
+const publishBatch = 1000
+
+// Run fetches every target, Concurrency at a time. It stops at the first
+// failure of a target (the others' checkpoints are saved), so that a rerun
+// resumes.
+func (r *Runner) Run(ctx context.Context, targets []Target) (Result, error) {
+	if err := r.Config.Validate(); err != nil {
+		return Result{}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.Progress.Start(len(targets))
+	defer r.Progress.Finish()
+	var (
+		mu  sync.Mutex
+		res Result
+		wg  sync.WaitGroup
+	)
+	work := make(chan Target)
+	var errs []error
+	for range min(r.Config.Concurrency, max(len(targets), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range work {
+				tr, err := r.target(ctx, t)
+				mu.Lock()
+				res.Targets += tr.Targets
+				res.Resumed += tr.Resumed
+				res.Skipped += tr.Skipped
+				res.Events += tr.Events
+				res.TooOld += tr.TooOld
+				if err != nil && !errors.Is(err, context.Canceled) {
+					errs = append(errs, err)
+					cancel(err)
+				}
+				mu.Unlock()
+				r.Progress.Done(t.Name, tr.Events)
+			}
+		}()
+	}
+feed:
+	for _, t := range targets {
+		select {
+		case work <- t:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(errs) > 0 {
+		return res, errors.Join(errs...)
+	}
+	if err := context.Cause(ctx); err != nil {
+		return res, fmt.Errorf("backfill interrupted (run it again to resume): %w", err)
+	}
+	return res, nil
+}
+
+// target fetches the phases of t that its checkpoint does not have done.
+func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
+	var res Result
+	w := Window{Since: r.Config.Since, Until: r.Config.Until}
+	cp, found, err := r.Checkpoints.Load(ctx, t.Key)
+	if err != nil {
+		return res, err
+	}
+	switch {
+	case found && cp.Finished && !cp.Since.After(w.Since):
+		r.Logger.Info("already backfilled; skipped", "target", t.Name, "since", cp.Since.Format(time.RFC3339), "until", cp.Until.Format(time.RFC3339))
+		res.Skipped++
+		return res, nil
+	case found && !cp.Finished && !cp.Since.After(w.Since):
+		// Resume the same window, so that a resumed backfill fetches
+		// what the interrupted one would have.
+		w = Window{Since: cp.Since, Until: cp.Until}
+		res.Resumed++
+		r.Logger.Info("resuming", "target", t.Name, "done", cp.Done)
+	default:
+		cp = Checkpoint{Since: w.Since, Until: w.Until}
+	}
+	res.Targets++
+	oldest := r.Config.RetentionStart()
+	for _, ph := range t.Phases {
+		if slices.Contains(cp.Done, ph.Name) {
+			continue
+		}
+		var events []event.Event
+		emit := func(es ...event.Event) {
+			for _, e := range es {
+				if e.OccurredAt.Before(oldest) {
+					res.TooOld++
+					continue
+				}
+				events = append(events, e)
+			}
+		}
+		if err := ph.Run(ctx, w, emit); err != nil {
+			return res, fmt.Errorf("backfill %s: %s: %w", t.Name, ph.Name, err)
+		}
+		for start := 0; start < len(events); start += publishBatch {
+			if err := r.Sink.Publish(ctx, events[start:min(start+publishBatch, len(events))]); err != nil {
+				return res, fmt.Errorf("backfill %s: %s: %w", t.Name, ph.Name, err)
+			}
+		}
+		res.Events += len(events)
+		cp.Done = append(cp.Done, ph.Name)
+		cp.Events += len(events)
+		if err := r.Checkpoints.Save(ctx, t.Key, cp); err != nil {
+			return res, err
+		}
+		r.Progress.Phase(t.Name, ph.Name, len(events))
+	}
+	cp.Finished = true
+	if err := r.Checkpoints.Save(ctx, t.Key, cp); err != nil {
+		return res, err
+	}
+	return res, nil
+}
