@@ -114,6 +114,9 @@ type Runner struct {
 	Checkpoints Checkpoints
 	Progress    Progress
 	Logger      *slog.Logger
+	// Fresh ignores the checkpoints: every target is fetched again
+	// (--restart), its events deduplicated by id as always.
+	Fresh bool
 }
 
 // publishBatch is how many events go to the sink at once.
@@ -185,6 +188,7 @@ func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	found = found && !r.Fresh
 	switch {
 	case found && cp.Finished && !cp.Since.After(w.Since):
 		r.Logger.Info("already backfilled; skipped", "target", t.Name, "since", cp.Since.Format(time.RFC3339), "until", cp.Until.Format(time.RFC3339))

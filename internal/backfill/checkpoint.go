@@ -88,28 +88,6 @@ func (c *KVCheckpoints) Save(ctx context.Context, key string, cp Checkpoint) err
 	return nil
 }
 
-// Reset forgets every checkpoint whose key starts with prefix (a source
-// name), so the next backfill fetches everything again.
-func (c *KVCheckpoints) Reset(ctx context.Context, prefix string) (int, error) {
-	lister, err := c.kv.ListKeys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("backfill: list checkpoints: %w", err)
-	}
-	n := 0
-	for k := range lister.Keys() {
-		if strings.HasPrefix(k, kvKey(prefix)) {
-			if err := c.kv.Purge(ctx, k); err != nil {
-				return n, fmt.Errorf("backfill: reset checkpoint %s: %w", k, err)
-			}
-			n++
-		}
-	}
-	return n, nil
-}
-
 // MemCheckpoints keeps checkpoints in memory: a --dry-run records nothing.
 type MemCheckpoints struct {
 	mu sync.Mutex
