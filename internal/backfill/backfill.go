@@ -230,14 +230,23 @@ func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
 		res.Events += len(events)
 		cp.Done = append(cp.Done, ph.Name)
 		cp.Events += len(events)
-		if err := r.Checkpoints.Save(ctx, t.Key, cp); err != nil {
+		// Recorded even when the run is being interrupted (Ctrl-C): what
+		// was acknowledged need not be fetched again.
+		if err := r.save(ctx, t.Key, cp); err != nil {
 			return res, err
 		}
 		r.Progress.Phase(t.Name, ph.Name, len(events))
 	}
 	cp.Finished = true
-	if err := r.Checkpoints.Save(ctx, t.Key, cp); err != nil {
+	if err := r.save(ctx, t.Key, cp); err != nil {
 		return res, err
 	}
 	return res, nil
+}
+
+// save records cp, also while ctx is being cancelled, within 10 s.
+func (r *Runner) save(ctx context.Context, key string, cp Checkpoint) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	return r.Checkpoints.Save(ctx, key, cp)
 }
