@@ -51,8 +51,7 @@ type API struct {
 	orgs        map[string][]string
 	windowStart time.Time
 	used        int
-	// Redelivered are the delivery ids asked to be redelivered, in order.
-	Redelivered []int64
+	redelivered []int64
 }
 
 // Repo is a repository's history as the fake serves it.
@@ -135,11 +134,11 @@ func (a *API) AddRepo(r *Repo) {
 	}
 }
 
-// Deliveries are repo's hook deliveries now (with redeliveries added).
-func (a *API) Deliveries(repo string, hook int64) []APIDelivery {
+// Redelivered are the delivery ids asked to be redelivered, in order.
+func (a *API) Redelivered() []int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return slices.Clone(a.repos[repo].Hooks[hook])
+	return slices.Clone(a.redelivered)
 }
 
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
@@ -610,7 +609,7 @@ func (a *API) redeliver(w http.ResponseWriter, repo *Repo, hook, delivery string
 			next = max(next, o.ID)
 		}
 		repo.Hooks[hid] = append(ds, APIDelivery{ID: next + 1, GUID: d.GUID, At: time.Now().UTC(), StatusCode: 202, Redelivery: true, Event: d.Event})
-		a.Redelivered = append(a.Redelivered, did)
+		a.redelivered = append(a.redelivered, did)
 		writeJSON(w, http.StatusAccepted, map[string]any{})
 		return
 	}
