@@ -20,7 +20,9 @@ import (
 // their partition's subject, with the event id as Nats-Msg-Id, so that
 // JetStream drops an event a webhook (or an earlier run) already published
 // within its duplicate window, and the processor, idempotent by event id,
-// does beyond it.
+// does beyond it. Each event is archived in the raw stream first (source
+// "backfill"), so that a replay, which rebuilds the event stream from the
+// archive, keeps it.
 type BusSink struct {
 	JS         jetstream.JetStream
 	Partitions int
@@ -31,16 +33,20 @@ type BusSink struct {
 // Publish publishes events and returns once JetStream acknowledged all.
 func (s *BusSink) Publish(ctx context.Context, events []event.Event) error {
 	now := time.Now().UTC()
-	msgs := make([]*nats.Msg, 0, len(events))
+	msgs := make([]*nats.Msg, 0, 2*len(events))
 	for _, e := range events {
 		if err := e.Validate(); err != nil {
 			return fmt.Errorf("backfill: %w", err)
+		}
+		raw, err := webhook.ArchivedEventMessage(e, s.Delivery, now)
+		if err != nil {
+			return err
 		}
 		m, err := webhook.EventMessage(e, s.Delivery, now, s.Partitions)
 		if err != nil {
 			return err
 		}
-		msgs = append(msgs, m)
+		msgs = append(msgs, raw, m)
 	}
 	return bus.PublishAll(ctx, s.JS, msgs)
 }
