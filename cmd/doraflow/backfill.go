@@ -28,7 +28,31 @@ interruption and it resumes.`,
 	cmd.PersistentFlags().Bool("dry-run", false, "print the events that would be published (one JSON line each), publish nothing")
 	cmd.PersistentFlags().Int("concurrency", backfill.DefaultConcurrency, "repositories or projects fetched at once")
 	cmd.PersistentFlags().Bool("restart", false, "ignore the checkpoints: fetch everything again (events already published stay single)")
-	cmd.AddCommand(backfillGitHubCmd())
+	cmd.AddCommand(backfillGitHubCmd(), backfillGitLabCmd())
+	return cmd
+}
+
+func backfillGitLabCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gitlab --project group/name ...",
+		Short: "Backfill production deployments, their changes, merged merge requests and incidents from GitLab",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			projects, _ := cmd.Flags().GetStringArray("project")
+			return runBackfill(cmd, cfg, "backfill:gitlab", func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
+				g, err := backfill.NewGitLab(backfill.GitLabConfig{Token: cfg.GitLab.Token, APIURL: cfg.GitLab.APIURL,
+					Projects: projects, IsProduction: cfg.IsProduction}, s.Transport)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %w", errConfig, err)
+				}
+				return g.Targets(), nil
+			})
+		},
+	}
+	cmd.Flags().StringArray("project", nil, "a project, group/name (repeat for several)")
 	return cmd
 }
 
