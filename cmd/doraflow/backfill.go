@@ -28,7 +28,7 @@ interruption and it resumes.`,
 	cmd.PersistentFlags().Bool("dry-run", false, "print the events that would be published (one JSON line each), publish nothing")
 	cmd.PersistentFlags().Int("concurrency", backfill.DefaultConcurrency, "repositories or projects fetched at once")
 	cmd.PersistentFlags().Bool("restart", false, "ignore the checkpoints: fetch everything again (events already published stay single)")
-	cmd.AddCommand(backfillGitHubCmd(), backfillGitLabCmd())
+	cmd.AddCommand(backfillGitHubCmd(), backfillGitLabCmd(), backfillPagerDutyCmd())
 	return cmd
 }
 
@@ -80,6 +80,26 @@ func backfillGitHubCmd() *cobra.Command {
 	cmd.Flags().StringArray("repo", nil, "a repository, owner/name (repeat for several)")
 	cmd.Flags().String("org", "", "every repository of this organisation pushed to in the window")
 	return cmd
+}
+
+func backfillPagerDutyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "pagerduty",
+		Short: "Backfill the account's incidents, with their services and resolve times, from PagerDuty",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return runBackfill(cmd, cfg, "backfill:pagerduty", func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
+				p, err := backfill.NewPagerDuty(backfill.PagerDutyConfig{Token: cfg.PagerDuty.Token, APIURL: cfg.PagerDuty.APIURL}, s.Transport)
+				if err != nil {
+					return nil, fmt.Errorf("%w: %w", errConfig, err)
+				}
+				return p.Targets(), nil
+			})
+		},
+	}
 }
 
 // runBackfill sets up a session from the flags (the bus, or a listing for
