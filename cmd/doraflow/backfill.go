@@ -27,6 +27,7 @@ interruption and it resumes.`,
 	cmd.PersistentFlags().String("until", "", "end of the history (RFC 3339); default now")
 	cmd.PersistentFlags().Bool("dry-run", false, "print the events that would be published (one JSON line each), publish nothing")
 	cmd.PersistentFlags().Int("concurrency", backfill.DefaultConcurrency, "repositories or projects fetched at once")
+	cmd.PersistentFlags().Float64("max-rate", backfill.DefaultMaxRate, "requests a second to the API, over all repositories (0: unpaced); the default stays under GitHub's, GitLab.com's and PagerDuty's per-minute limits")
 	cmd.PersistentFlags().Bool("restart", false, "ignore the checkpoints: fetch everything again (events already published stay single)")
 	cmd.AddCommand(backfillGitHubCmd(), backfillGitLabCmd(), backfillPagerDutyCmd())
 	return cmd
@@ -112,6 +113,7 @@ func runBackfill(cmd *cobra.Command, cfg config.Config, label string, targets fu
 	dryRun, _ := flags.GetBool("dry-run")
 	concurrency, _ := flags.GetInt("concurrency")
 	restart, _ := flags.GetBool("restart")
+	maxRate, _ := flags.GetFloat64("max-rate")
 	now := time.Now().UTC()
 	since, err := report.ParseSince(sinceFlag, now)
 	if err != nil {
@@ -128,7 +130,7 @@ func runBackfill(cmd *cobra.Command, cfg config.Config, label string, targets fu
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	logger := newLogger()
-	opts := backfill.SessionOptions{List: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr(), Label: label, Replicas: cfg.NATS.Replicas}
+	opts := backfill.SessionOptions{List: cmd.OutOrStdout(), Progress: cmd.ErrOrStderr(), Label: label, Replicas: cfg.NATS.Replicas, MaxRate: maxRate}
 	if !dryRun {
 		b, err := serve.Dial(ctx, cfg, logger)
 		if err != nil {

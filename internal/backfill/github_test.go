@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,42 +281,101 @@ func fakeAPI(t *testing.T) *githubtest.API {
 // staging outcome filtered out (it is a fact, not a deployment), and the
 // same ids as the webhooks.
 func TestGitHubDryRunEvents(t *testing.T) {
-	api := fakeAPI(t)
-	var out bytes.Buffer
-	res, err := run{cfg: testConfigNoStore(t), api: api, list: &out}.do(context.Background(), t)
+	for _, ghes := range []bool{false, true} {
+		t.Run(fmt.Sprintf("no rate-limit headers=%v", ghes), func(t *testing.T) {
+			api := fakeAPI(t)
+			// GitHub Enterprise Server with rate limiting off.
+			api.NoRateHeaders = ghes
+			var out bytes.Buffer
+			res, err := run{cfg: testConfigNoStore(t), api: api, list: &out}.do(context.Background(), t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			sc := bufio.NewScanner(&out)
+			for sc.Scan() {
+				var e event.Event
+				if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, e.ID)
+			}
+			slices.Sort(ids)
+			want := []string{
+				"github:compare:" + repo + ":" + event.ZeroSHA + "..." + sha("a0"), // what D0 shipped, the history's start
+				"github:compare:" + repo + ":" + sha("a0") + "..." + sha("a1"),
+				"github:compare:" + repo + ":" + sha("a1") + "..." + sha("a3"),
+				"github:compare:" + repo + ":" + sha("a1") + "..." + sha("f2"), // pull request #5's own commits
+				"github:deployment:100", "github:deployment:101", "github:deployment:103", "github:deployment:104", "github:deployment:105",
+				"github:deployment_status:1000", "github:deployment_status:1010", "github:deployment_status:1011",
+				"github:deployment_status:1030", "github:deployment_status:1040", "github:deployment_status:1050",
+				"github:issue:" + repo + "#7:backfill:" + at(2, 15, 0).Format(time.RFC3339),
+				"github:merge:" + repo + "#5",
+			}
+			slices.Sort(want)
+			if !slices.Equal(ids, want) {
+				t.Errorf("events\n got %q\nwant %q", ids, want)
+			}
+			if res.Events != len(want) || res.Targets != 1 {
+				t.Errorf("result %+v", res)
+			}
+			if api.Secondary.Load() == 0 || api.Failed.Load() == 0 {
+				t.Errorf("the fake answered %d secondary limits and %d failures: the test does not exercise them", api.Secondary.Load(), api.Failed.Load())
+			}
+		})
+	}
+}
+
+// Several repositories fetched at once share the token's primary limit:
+// the transport holds every request once the window's last one is used,
+// so the API refuses almost nothing (only requests already in flight when
+// the window ran out), and everything is fetched.
+func TestGitHubReposShareThePrimaryLimit(t *testing.T) {
+	api := githubtest.NewAPI(ghToken)
+	defer api.Close()
+	api.Limit, api.Window = 40, time.Second
+	var repos []string
+	end := time.Now().UTC()
+	for i := range 3 {
+		r := benchRepo(fmt.Sprintf("acme/svc-%d", i), end)
+		api.AddRepo(r)
+		repos = append(repos, r.FullName)
+	}
+	cfg := testConfigNoStore(t)
+	bcfg := backfill.Config{Since: end.Add(-90 * 24 * time.Hour), Until: end, Keep: cfg.Processor.Retention.Keep, Now: end, Concurrency: 4}
+	ctx := context.Background()
+	s, err := backfill.NewSession(ctx, bcfg, backfill.SessionOptions{List: io.Discard, Progress: io.Discard, Label: "backfill:github"}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	sc := bufio.NewScanner(&out)
-	for sc.Scan() {
-		var e event.Event
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, e.ID)
+	var waits atomic.Int32
+	s.Transport.OnWait = func(backfill.Wait) { waits.Add(1) }
+	g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: ghToken, APIURL: api.URL, Repos: repos, IsProduction: cfg.IsProduction}, s.Transport)
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(ids)
-	want := []string{
-		"github:compare:" + repo + ":" + event.ZeroSHA + "..." + sha("a0"), // what D0 shipped, the history's start
-		"github:compare:" + repo + ":" + sha("a0") + "..." + sha("a1"),
-		"github:compare:" + repo + ":" + sha("a1") + "..." + sha("a3"),
-		"github:compare:" + repo + ":" + sha("a1") + "..." + sha("f2"), // pull request #5's own commits
-		"github:deployment:100", "github:deployment:101", "github:deployment:103", "github:deployment:104", "github:deployment:105",
-		"github:deployment_status:1000", "github:deployment_status:1010", "github:deployment_status:1011",
-		"github:deployment_status:1030", "github:deployment_status:1040", "github:deployment_status:1050",
-		"github:issue:" + repo + "#7:backfill:" + at(2, 15, 0).Format(time.RFC3339),
-		"github:merge:" + repo + "#5",
+	targets, err := g.Targets(ctx, bcfg.Since)
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.Sort(want)
-	if !slices.Equal(ids, want) {
-		t.Errorf("events\n got %q\nwant %q", ids, want)
+	start := time.Now()
+	res, err := s.Run(ctx, targets)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if res.Events != len(want) || res.Targets != 1 {
-		t.Errorf("result %+v", res)
+	requests := api.Calls.Load()
+	if res.Events != 3*96 {
+		t.Errorf("%d events; want 288", res.Events)
 	}
-	if api.Secondary.Load() == 0 || api.Failed.Load() == 0 {
-		t.Errorf("the fake answered %d secondary limits and %d failures: the test does not exercise them", api.Secondary.Load(), api.Failed.Load())
+	if minimum := time.Duration(requests/40-1) * time.Second; time.Since(start) < minimum {
+		t.Errorf("%d requests in %s at 40 a second: the limit was not kept", requests, time.Since(start))
+	}
+	if waits.Load() == 0 {
+		t.Error("the transport never waited for the limit")
+	}
+	t.Logf("%d requests in %s, %d refused by the primary limit, %d waits", requests, time.Since(start).Round(time.Millisecond), api.Primary.Load(), waits.Load())
+	if refused := api.Primary.Load(); refused > int64(bcfg.Concurrency)*(requests/40+1) {
+		t.Errorf("the API refused %d of %d requests: the transport did not hold them at the limit", refused, requests)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 )
 
 // Session is what one backfill command sets up: the Runner (sink,
@@ -28,7 +29,14 @@ type SessionOptions struct {
 	// Label names the backfill in progress and in each event's
 	// Doraflow-Delivery header (backfill:github, ...).
 	Label string
+	// MaxRate bounds the requests per second to the API, over all
+	// targets; 0 does not.
+	MaxRate float64
 }
+
+// DefaultMaxRate keeps a backfill under the per-minute limits of GitHub
+// (900 requests), GitLab.com (2,000) and PagerDuty (960).
+const DefaultMaxRate = 14
 
 // NewSession sets up a session for cfg.
 func NewSession(ctx context.Context, cfg Config, opts SessionOptions, logger *slog.Logger) (*Session, error) {
@@ -36,6 +44,9 @@ func NewSession(ctx context.Context, cfg Config, opts SessionOptions, logger *sl
 	s := &Session{
 		Runner:    Runner{Config: cfg, Progress: progress, Logger: logger},
 		Transport: &Transport{OnWait: progress.Wait},
+	}
+	if opts.MaxRate > 0 {
+		s.Transport.Pace = rate.NewLimiter(rate.Limit(opts.MaxRate), 1)
 	}
 	if opts.JS == nil {
 		s.Sink, s.Checkpoints = &ListSink{Out: opts.List}, &MemCheckpoints{}

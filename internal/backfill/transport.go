@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/time/rate"
 )
 
 // Wait is a pause the Transport makes before the next request to an API.
@@ -51,6 +52,11 @@ type Transport struct {
 	// MaxWait bounds one rate-limit pause (a reset announced hours ahead
 	// is waited for at most this long, then asked again): default 1h.
 	MaxWait time.Duration
+	// Pace, when set, spaces the requests of all goroutines: GitHub's
+	// secondary limit refuses more than 900 requests a minute (and may
+	// block a token that keeps coming back), GitLab.com takes 2,000,
+	// PagerDuty 960. Nil sends as fast as the answers come.
+	Pace *rate.Limiter
 	// now is time.Now except in tests.
 	now func() time.Time
 
@@ -87,6 +93,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := t.awaitPause(ctx); err != nil {
 			return nil, err
 		}
+		if t.Pace != nil {
+			if err := t.Pace.Wait(ctx); err != nil {
+				return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL.Redacted(), err)
+			}
+		}
 		attempt, err := rewind(req)
 		if err != nil {
 			return nil, err
@@ -103,6 +114,10 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			var limited bool
 			wait, limited = t.rateLimit(resp)
 			if !limited && !transient(resp.StatusCode) {
+				if wait.For > 0 {
+					// The window's last request: the next ones wait.
+					t.announce(req, wait)
+				}
 				consumeRateHeaders(resp.Header)
 				return resp, nil
 			}
@@ -126,12 +141,17 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
-		wait.Host = req.URL.Host
-		wait.Until = t.clock().Add(wait.For)
-		t.pause(wait.Until)
-		if t.OnWait != nil {
-			t.OnWait(wait)
-		}
+		t.announce(req, wait)
+	}
+}
+
+// announce holds every request for w.For and says so.
+func (t *Transport) announce(req *http.Request, w Wait) {
+	w.Host = req.URL.Host
+	w.Until = t.clock().Add(w.For)
+	t.pause(w.Until)
+	if t.OnWait != nil {
+		t.OnWait(w)
 	}
 }
 
@@ -160,8 +180,8 @@ func transient(code int) bool {
 
 // rateLimit reads what resp says about the rate limit: limited is true
 // when resp is a refusal to wait out (For is then how long, or 0 for a
-// 429 that says nothing: back off); a success that used the window's last
-// request pauses the next ones without being refused.
+// 429 that says nothing: back off); for a success that used the window's
+// last request, limited is false and For is how long the next must wait.
 func (t *Transport) rateLimit(resp *http.Response) (Wait, bool) {
 	h := resp.Header
 	refused := resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests
@@ -176,9 +196,7 @@ func (t *Transport) rateLimit(resp *http.Response) (Wait, bool) {
 		if refused {
 			return Wait{Reason: "primary rate limit", For: d}, true
 		}
-		// The last request of the window went through: the next must wait.
-		t.pause(t.clock().Add(d))
-		return Wait{}, false
+		return Wait{Reason: "primary rate limit used up", For: d}, false
 	}
 	if !refused {
 		return Wait{}, false

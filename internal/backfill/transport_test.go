@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // TestTransport answers the first request as the case says, the next ones
@@ -170,5 +172,31 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v; want one saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Pace spaces the requests of every goroutine.
+func TestTransportPace(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }))
+	defer srv.Close()
+	client := &http.Client{Transport: &Transport{Pace: rate.NewLimiter(20, 1)}}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 11 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(srv.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	// The first goes at once, the ten others 50 ms apart.
+	if el := time.Since(start); el < 450*time.Millisecond {
+		t.Errorf("11 requests at 20 a second took %s", el)
 	}
 }
