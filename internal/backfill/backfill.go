@@ -3,9 +3,9 @@
 // webhooks produce, with the same ids: a fact reported both ways counts
 // once. Each vendor file turns its API into Targets (a repository, a
 // project, an incident tool account) made of Phases; Run fetches targets
-// concurrently, publishes each phase's events, and records a checkpoint on
-// the bus after each phase, so that an interrupted backfill resumes where
-// it stopped.
+// concurrently, publishes each target's events oldest first, and records a
+// checkpoint on the bus per target, so that an interrupted backfill
+// resumes without fetching again what it finished.
 package backfill
 
 import (
@@ -85,8 +85,7 @@ type Target struct {
 }
 
 // Phase fetches one kind of history of a target and hands its events to
-// emit; a phase that returns nil is recorded as done and not fetched again
-// by a resumed backfill.
+// emit.
 type Phase struct {
 	Name string
 	Run  func(ctx context.Context, w Window, emit func(...event.Event)) error
@@ -180,7 +179,18 @@ feed:
 	return res, nil
 }
 
-// target fetches the phases of t that its checkpoint does not have done.
+// target fetches every phase of t, then publishes their events oldest
+// first, and records t as done, unless its checkpoint says it is.
+//
+// The order matters: the processor keeps a repository's history whole only
+// as far back as processor.retention.margin behind the latest event it
+// saw of that repository, and settles what is older, so history must not
+// arrive after newer history of the same repository. A webhook reports
+// each fact as it happens, in that order; a backfill, which reads
+// deployments, compares and pull requests in separate lists, has to sort.
+// Hence a target is published whole at the end, and checkpointed whole: an
+// interrupted backfill fetches again the targets it was in the middle of,
+// not the ones it finished.
 func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
 	var res Result
 	w := Window{Since: r.Config.Since, Until: r.Config.Until}
@@ -195,21 +205,24 @@ func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
 		res.Skipped++
 		return res, nil
 	case found && !cp.Finished && !cp.Since.After(w.Since):
-		// Resume the same window, so that a resumed backfill fetches
-		// what the interrupted one would have.
+		// Resume the same window, so that the events published before
+		// the interruption are the same ones (and dropped as duplicates).
 		w = Window{Since: cp.Since, Until: cp.Until}
 		res.Resumed++
-		r.Logger.Info("resuming", "target", t.Name, "done", cp.Done)
+		r.Logger.Info("resuming an interrupted target", "target", t.Name)
 	default:
 		cp = Checkpoint{Since: w.Since, Until: w.Until}
 	}
 	res.Targets++
+	// Recorded before publishing: a run stopped while publishing resumes
+	// this window.
+	if err := r.save(ctx, t.Key, cp); err != nil {
+		return res, err
+	}
 	oldest := r.Config.RetentionStart()
+	var events []event.Event
 	for _, ph := range t.Phases {
-		if slices.Contains(cp.Done, ph.Name) {
-			continue
-		}
-		var events []event.Event
+		n := len(events)
 		emit := func(es ...event.Event) {
 			for _, e := range es {
 				if e.OccurredAt.Before(oldest) {
@@ -222,22 +235,18 @@ func (r *Runner) target(ctx context.Context, t Target) (Result, error) {
 		if err := ph.Run(ctx, w, emit); err != nil {
 			return res, fmt.Errorf("backfill %s: %s: %w", t.Name, ph.Name, err)
 		}
-		for start := 0; start < len(events); start += publishBatch {
-			if err := r.Sink.Publish(ctx, events[start:min(start+publishBatch, len(events))]); err != nil {
-				return res, fmt.Errorf("backfill %s: %s: %w", t.Name, ph.Name, err)
-			}
-		}
-		res.Events += len(events)
-		cp.Done = append(cp.Done, ph.Name)
-		cp.Events += len(events)
-		// Recorded even when the run is being interrupted (Ctrl-C): what
-		// was acknowledged need not be fetched again.
-		if err := r.save(ctx, t.Key, cp); err != nil {
-			return res, err
-		}
-		r.Progress.Phase(t.Name, ph.Name, len(events))
+		r.Progress.Phase(t.Name, ph.Name, len(events)-n)
 	}
-	cp.Finished = true
+	slices.SortStableFunc(events, func(a, b event.Event) int { return a.OccurredAt.Compare(b.OccurredAt) })
+	for start := 0; start < len(events); start += publishBatch {
+		if err := r.Sink.Publish(ctx, events[start:min(start+publishBatch, len(events))]); err != nil {
+			return res, fmt.Errorf("backfill %s: %w", t.Name, err)
+		}
+	}
+	res.Events += len(events)
+	cp.Finished, cp.Events = true, len(events)
+	// Recorded even when the run is being interrupted (Ctrl-C): what was
+	// acknowledged need not be fetched again.
 	if err := r.save(ctx, t.Key, cp); err != nil {
 		return res, err
 	}

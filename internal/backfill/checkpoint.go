@@ -16,11 +16,11 @@ import (
 // checkpoint per backfilled target.
 const CheckpointBucket = "doraflow_backfill"
 
-// Checkpoint is how far a target's backfill got.
+// Checkpoint is how far a target's backfill got: started on a window
+// (publishing may have begun), or finished.
 type Checkpoint struct {
 	Since    time.Time `json:"since"`
 	Until    time.Time `json:"until"`
-	Done     []string  `json:"done,omitempty"` // phases published in full
 	Finished bool      `json:"finished,omitempty"`
 	Events   int       `json:"events"`
 }
@@ -109,7 +109,6 @@ func (c *MemCheckpoints) Save(_ context.Context, key string, cp Checkpoint) erro
 	if c.m == nil {
 		c.m = map[string]Checkpoint{}
 	}
-	cp.Done = append([]string(nil), cp.Done...)
 	c.m[key] = cp
 	return nil
 }

@@ -236,12 +236,13 @@ type run struct {
 	sink  func(backfill.Sink) backfill.Sink
 	fresh bool
 	list  io.Writer
+	repos []string // default: repo
 }
 
 func (r run) do(ctx context.Context, t *testing.T) (backfill.Result, error) {
 	t.Helper()
 	now := time.Now().UTC()
-	bcfg := backfill.Config{Since: at(1, 0, 0), Until: now, Keep: r.cfg.Processor.Retention.Keep, Now: now, Concurrency: 4}
+	bcfg := backfill.Config{Since: at(1, 0, 0), Until: now, Keep: r.cfg.Processor.Retention.Keep, Now: now, Concurrency: 1}
 	s, err := backfill.NewSession(ctx, bcfg, backfill.SessionOptions{JS: r.js, Partitions: r.cfg.Processor.Partitions, Replicas: 1,
 		List: r.list, Progress: io.Discard, Label: "backfill:github"}, quiet())
 	if err != nil {
@@ -251,7 +252,11 @@ func (r run) do(ctx context.Context, t *testing.T) (backfill.Result, error) {
 		s.Sink = r.sink(s.Sink)
 	}
 	s.Fresh = r.fresh
-	g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: ghToken, APIURL: r.api.URL, Repos: []string{repo},
+	repos := r.repos
+	if len(repos) == 0 {
+		repos = []string{repo}
+	}
+	g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: ghToken, APIURL: r.api.URL, Repos: repos,
 		IncidentLabels: r.cfg.GitHub.IncidentLabels, IsProduction: r.cfg.IsProduction}, s.Transport)
 	if err != nil {
 		t.Fatal(err)
@@ -337,7 +342,7 @@ func TestGitHubReposShareThePrimaryLimit(t *testing.T) {
 	var repos []string
 	end := time.Now().UTC()
 	for i := range 3 {
-		r := benchRepo(fmt.Sprintf("acme/svc-%d", i), end)
+		r := githubtest.Quarter(fmt.Sprintf("acme/svc-%d", i), end)
 		api.AddRepo(r)
 		repos = append(repos, r.FullName)
 	}
@@ -445,43 +450,45 @@ func (c cancelAfter) Publish(ctx context.Context, events []event.Event) error {
 	return err
 }
 
-// An interrupted backfill, run again, resumes after the last phase it
-// published (fewer requests than a whole run), and gives the facts an
-// uninterrupted one gives; one fetched again from scratch counts nothing
-// twice.
+// An interrupted backfill (Ctrl-C), run again, does not fetch again the
+// repository it had finished, and gives the facts an uninterrupted one
+// gives; one fetched again from scratch counts nothing twice.
 func TestGitHubBackfillResumes(t *testing.T) {
 	cfg := testConfig(t)
 	srv := start(t, cfg)
 	api := fakeAPI(t)
+	other := githubtest.Quarter("acme/other", time.Now().UTC())
+	api.AddRepo(other)
+	repos := []string{repo, other.FullName}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, err := run{js: srv.Bus.JS, cfg: cfg, api: api, sink: func(s backfill.Sink) backfill.Sink { return cancelAfter{s, cancel} }}.do(ctx, t)
+	_, err := run{js: srv.Bus.JS, cfg: cfg, api: api, repos: repos, sink: func(s backfill.Sink) backfill.Sink { return cancelAfter{s, cancel} }}.do(ctx, t)
 	if err == nil || !strings.Contains(err.Error(), "interrupted") {
 		t.Fatalf("interrupted run: %v", err)
 	}
 	first := api.Calls.Load()
-	res, err := run{js: srv.Bus.JS, cfg: cfg, api: api}.do(context.Background(), t)
+	res, err := run{js: srv.Bus.JS, cfg: cfg, api: api, repos: repos}.do(context.Background(), t)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resumed := api.Calls.Load() - first
-	if res.Resumed != 1 {
-		t.Errorf("result %+v; want the target resumed", res)
+	if res.Skipped != 1 || res.Targets != 1 {
+		t.Errorf("result %+v; want the finished repository skipped, the other fetched", res)
 	}
 	r := reportOf(t, srv)
 	checkMetrics(t, r)
 
-	// A third run finds the target done.
+	// A third run finds both done.
 	before := api.Calls.Load()
-	if res, err = (run{js: srv.Bus.JS, cfg: cfg, api: api}).do(context.Background(), t); err != nil || res.Skipped != 1 {
-		t.Fatalf("rerun: %+v, %v; want the target skipped", res, err)
+	if res, err = (run{js: srv.Bus.JS, cfg: cfg, api: api, repos: repos}).do(context.Background(), t); err != nil || res.Skipped != 2 {
+		t.Fatalf("rerun: %+v, %v; want both skipped", res, err)
 	}
 	if api.Calls.Load() != before {
 		t.Errorf("a finished target was fetched again")
 	}
 	// From scratch: every event again, none counted twice.
 	before = api.Calls.Load()
-	if _, err := (run{js: srv.Bus.JS, cfg: cfg, api: api, fresh: true}).do(context.Background(), t); err != nil {
+	if _, err := (run{js: srv.Bus.JS, cfg: cfg, api: api, repos: repos, fresh: true}).do(context.Background(), t); err != nil {
 		t.Fatal(err)
 	}
 	whole := api.Calls.Load() - before
@@ -490,5 +497,86 @@ func TestGitHubBackfillResumes(t *testing.T) {
 	}
 	if got := reportJSON(t, reportOf(t, srv)); got != reportJSON(t, r) {
 		t.Errorf("a second whole backfill changed the report\n got %s\nwant %s", got, reportJSON(t, r))
+	}
+}
+
+// A quarter of history is kept whole, however the processor batches it and
+// whatever arrived before: the processor settles a repository's history
+// older than processor.retention.margin (30 days) behind the latest event
+// it saw, so the backfill publishes each repository oldest first. Every
+// repository of githubtest.Quarter has 206 changes (its 200 commits on
+// main, less 5 squash merges, plus their 10 branch commits, plus the
+// commit the deployment before the window shipped).
+func TestGitHubQuarterKeptWhole(t *testing.T) {
+	end := time.Now().UTC()
+	api := githubtest.NewAPI(ghToken)
+	defer api.Close()
+	var repos []string
+	for i := range 4 {
+		r := githubtest.Quarter(fmt.Sprintf("acme/pay-%d", i), end)
+		api.AddRepo(r)
+		repos = append(repos, r.FullName)
+	}
+	for _, webhookFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("webhook first=%v", webhookFirst), func(t *testing.T) {
+			cfg := testConfig(t)
+			// Small batches: the processor folds a repository's history in
+			// many steps, settling as it goes.
+			cfg.Processor.BatchSize = 20
+			srv := start(t, cfg)
+			if webhookFirst {
+				// Today's push of each repository arrives first.
+				for _, r := range repos {
+					tip := githubtest.Quarter(r, end).Commits
+					var last githubtest.APICommit
+					for _, c := range tip {
+						if c.Time.After(last.Time) {
+							last = c
+						}
+					}
+					post(t, srv, githubtest.Push("now-"+r, r, last.SHA, sha("now-"+r), githubtest.Commit{SHA: sha("now-" + r), Time: end}))
+				}
+				reportOf(t, srv)
+			}
+			ctx := context.Background()
+			bcfg := backfill.Config{Since: end.Add(-90 * 24 * time.Hour), Until: end, Keep: cfg.Processor.Retention.Keep, Now: end, Concurrency: 2}
+			s, err := backfill.NewSession(ctx, bcfg, backfill.SessionOptions{JS: srv.Bus.JS, Partitions: cfg.Processor.Partitions, Replicas: 1,
+				Progress: io.Discard, Label: "backfill:github"}, quiet())
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: ghToken, APIURL: api.URL, Repos: repos, IsProduction: cfg.IsProduction}, s.Transport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			targets, err := g.Targets(ctx, bcfg.Since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Run(ctx, targets); err != nil {
+				t.Fatal(err)
+			}
+			reportOf(t, srv)
+			facts, err := srv.Store.Facts(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changes, deployments := map[string]int{}, map[string]int{}
+			for _, c := range facts.Changes {
+				if c.Live {
+					changes[c.Fact.Repo]++
+				}
+			}
+			for _, d := range facts.Deployments {
+				if d.Live {
+					deployments[d.Fact.Repo]++
+				}
+			}
+			for _, r := range repos {
+				if changes[r] != 206 || deployments[r] != 21 {
+					t.Errorf("%s: %d changes, %d deployments; want 206, 21", r, changes[r], deployments[r])
+				}
+			}
+		})
 	}
 }

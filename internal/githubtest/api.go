@@ -1,8 +1,11 @@
 package githubtest
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -614,4 +617,53 @@ func (a *API) redeliver(w http.ResponseWriter, repo *Repo, hook, delivery string
 		return
 	}
 	writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
+}
+
+// Quarter is a generated 90-day history of repository name ending at end: a deployment before the window, then one
+// every 10 commits (20 in the window), 200 commits on main of which 5 are
+// squash merges of two-commit pull requests, 2 incidents: 96 events, 49
+// requests to backfill.
+func Quarter(name string, end time.Time) *Repo {
+	const mainCommits, every = 200, 10
+	start := end.Add(-90 * 24 * time.Hour)
+	step := 90 * 24 * time.Hour / mainCommits
+	r := &Repo{FullName: name, PushedAt: end, Commits: map[string]APICommit{}}
+	s := func(kind string, i int) string {
+		sum := sha1.Sum(fmt.Appendf(nil, "%s-%s-%d", name, kind, i))
+		return hex.EncodeToString(sum[:])
+	}
+	prev := s("root", 0)
+	r.Commits[prev] = APICommit{SHA: prev, Time: start.Add(-48 * time.Hour)}
+	// Deployment (and status) ids are unique across repositories, as
+	// GitHub's are.
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	dep := int64(h.Sum32()%1_000_000)*1000 + 1
+	deploy := func(sha string, at time.Time) {
+		r.Deployments = append(r.Deployments, APIDeployment{ID: dep, SHA: sha, Env: "production", CreatedAt: at.Add(-5 * time.Minute),
+			Statuses: []APIStatus{{ID: dep * 10, State: "pending", At: at.Add(-4 * time.Minute)}, {ID: dep*10 + 1, State: "success", At: at}}})
+		dep++
+	}
+	deploy(prev, start.Add(-47*time.Hour))
+	for i := range mainCommits {
+		at := start.Add(time.Duration(i) * step)
+		sha := s("main", i)
+		r.Commits[sha] = APICommit{SHA: sha, Time: at, Parents: []string{prev}}
+		if i%40 == 20 {
+			// A squash merge of a branch of two commits.
+			b1, b2 := s("branch1", i), s("branch2", i)
+			r.Commits[b1] = APICommit{SHA: b1, Time: at.Add(-6 * time.Hour), Parents: []string{prev}}
+			r.Commits[b2] = APICommit{SHA: b2, Time: at.Add(-3 * time.Hour), Parents: []string{b1}}
+			r.Pulls = append(r.Pulls, APIPull{Number: i, MergedAt: at, Updated: at, MergeSHA: sha, Base: "main", Commits: []string{b1, b2}})
+		}
+		prev = sha
+		if i%every == every-1 {
+			deploy(sha, at.Add(2*time.Hour))
+		}
+	}
+	r.Issues = []APIIssue{
+		{Number: 1, Labels: []string{"incident"}, Created: start.Add(30 * 24 * time.Hour), Updated: start.Add(30*24*time.Hour + time.Hour), Closed: start.Add(30*24*time.Hour + time.Hour)},
+		{Number: 2, Labels: []string{"incident"}, Created: start.Add(60 * 24 * time.Hour), Updated: start.Add(60*24*time.Hour + 2*time.Hour), Closed: start.Add(60*24*time.Hour + 2*time.Hour)},
+	}
+	return r
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/doraflow/doraflow/internal/githubtest"
+	"github.com/doraflow/doraflow/internal/testenv"
+)
+
+// backfillProc runs `doraflow backfill github` as its own process, as a
+// user runs it beside serve, with the environment given.
+func backfillProc(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"backfill", "github"}, args...)...)
+	cmd.Env = append(append(os.Environ(), beMain+"=1"), env...)
+	return cmd
+}
+
+var summaryLine = regexp.MustCompile(`backfill:github: (\d+) targets fetched \((\d+) resumed\), (\d+) already done; published (\d+) events`)
+
+// The command reaches the bus embedded in a running serve through the
+// loopback URL serve records in the data dir. Killed (SIGKILL) half-way
+// and run again, it resumes: the targets it had finished are not fetched
+// again, and the metrics are those of an uninterrupted backfill.
+func TestBackfillKilledAndResumed(t *testing.T) {
+	end := time.Now().UTC()
+	api := githubtest.NewAPI("gh-token")
+	defer api.Close()
+	api.Latency = 20 * time.Millisecond
+	var repoFlags []string
+	for i := range 8 {
+		r := githubtest.Quarter(fmt.Sprintf("acme/svc-%d", i), end)
+		api.AddRepo(r)
+		repoFlags = append(repoFlags, "--repo", r.FullName)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "doraflow.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("github:\n  api_url: %q\n", api.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	since := end.Add(-90 * 24 * time.Hour).Format(time.RFC3339)
+	args := append([]string{"--since", since, "--until", end.Format(time.RFC3339), "--concurrency", "2", "--max-rate", "0"}, repoFlags...)
+
+	// Each run on its own serve, data dir and database.
+	backfilled := func(interrupt bool) (report string, summary []string) {
+		dir := t.TempDir()
+		dsn := testenv.ClickHouse(t)
+		env := []string{"DORAFLOW_CONFIG=" + cfgFile, "DORAFLOW_DATA_DIR=" + dir, "DORAFLOW_CLICKHOUSE_DSN=" + dsn, "DORAFLOW_GITHUB_TOKEN=gh-token"}
+		srv := startServe(t, "all", env...)
+		defer srv.stop()
+		if interrupt {
+			cmd := backfillProc(t, env, args...)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// About half of the 8 × 49 requests at 20 ms, two at a time.
+			deadline, from := time.Now().Add(30*time.Second), api.Calls.Load()
+			for api.Calls.Load() < from+200 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		var stderr bytes.Buffer
+		cmd := backfillProc(t, env, args...)
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("backfill: %v\n%s", err, stderr.String())
+		}
+		summary = summaryLine.FindStringSubmatch(stderr.String())
+		if summary == nil {
+			t.Fatalf("no summary line in\n%s", stderr.String())
+		}
+		t.Setenv("DORAFLOW_CLICKHOUSE_DSN", dsn)
+		// serve processes in the background: wait until the report holds
+		// every deployment and stays put.
+		var last string
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+			out, err := run(t, "report", "--since", since, "--until", end.Format(time.RFC3339), "--format", "json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var r struct {
+				Total struct {
+					Deployments int `json:"deployments"`
+				} `json:"total"`
+			}
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatal(err)
+			}
+			if r.Total.Deployments == 8*20 && out == last {
+				return out, summary
+			}
+			last = out
+		}
+		t.Fatalf("the report did not settle at %d deployments:\n%s\n%s", 8*20, last, srv.logText())
+		return "", nil
+	}
+
+	whole, summary := backfilled(false)
+	if summary[1] != "8" || summary[2] != "0" || summary[4] != fmt.Sprint(8*96) {
+		t.Errorf("uninterrupted: %s", summary[0])
+	}
+	resumed, summary := backfilled(true)
+	if summary[3] == "0" {
+		t.Errorf("after SIGKILL the backfill started over: %s", summary[0])
+	}
+	t.Log(summary[0])
+	if resumed != whole {
+		t.Errorf("resumed backfill's report differs\n got %s\nwant %s", resumed, whole)
+	}
+	if !strings.Contains(whole, `"changes"`) {
+		t.Errorf("report: %s", whole)
+	}
+}
