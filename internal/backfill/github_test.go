@@ -506,7 +506,8 @@ func TestGitHubBackfillResumes(t *testing.T) {
 // it saw, so the backfill publishes each repository oldest first. Every
 // repository of githubtest.Quarter has 206 changes (its 200 commits on
 // main, less 5 squash merges, plus their 10 branch commits, plus the
-// commit the deployment before the window shipped).
+// commit the deployment before the window shipped), 21 deployments (with
+// the one before the window), one of them failed.
 func TestGitHubQuarterKeptWhole(t *testing.T) {
 	end := time.Now().UTC()
 	api := githubtest.NewAPI(ghToken)
@@ -561,7 +562,7 @@ func TestGitHubQuarterKeptWhole(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			changes, deployments := map[string]int{}, map[string]int{}
+			changes, deployments, failed := map[string]int{}, map[string]int{}, map[string]int{}
 			for _, c := range facts.Changes {
 				if c.Live {
 					changes[c.Fact.Repo]++
@@ -570,11 +571,16 @@ func TestGitHubQuarterKeptWhole(t *testing.T) {
 			for _, d := range facts.Deployments {
 				if d.Live {
 					deployments[d.Fact.Repo]++
+					if d.Fact.Failed {
+						failed[d.Fact.Repo]++
+					}
 				}
 			}
 			for _, r := range repos {
-				if changes[r] != 206 || deployments[r] != 21 {
-					t.Errorf("%s: %d changes, %d deployments; want 206, 21", r, changes[r], deployments[r])
+				// One of the two incidents opens within the look-back of a
+				// deployment.
+				if changes[r] != 206 || deployments[r] != 21 || failed[r] != 1 {
+					t.Errorf("%s: %d changes, %d deployments, %d failed; want 206, 21, 1", r, changes[r], deployments[r], failed[r])
 				}
 			}
 		})
