@@ -23,6 +23,7 @@ import (
 	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/internal/testenv"
+	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
 	"github.com/doraflow/doraflow/pkg/dora"
 	"github.com/doraflow/doraflow/pkg/event"
@@ -395,11 +396,20 @@ func testConfigNoStore(t *testing.T) config.Config {
 // report as the webhooks alone.
 func TestGitHubBackfillAndWebhooksCountOnce(t *testing.T) {
 	var reports []string
-	for _, order := range []string{"backfill", "backfill then webhooks", "webhooks then backfill", "webhooks"} {
+	for _, order := range []string{"backfill", "backfill then webhooks", "webhooks then backfill", "webhooks", "backfill on an external NATS"} {
 		t.Run(order, func(t *testing.T) {
 			cfg := testConfig(t)
+			if order == "backfill on an external NATS" {
+				ext, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), Port: -1, Logger: quiet()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(ext.Close)
+				cfg.NATSURL = ext.ClientURL()
+			}
 			srv := start(t, cfg)
-			// Through serve's loopback listener, as the command does.
+			// Through serve's loopback listener (or the external NATS), as
+			// the command does.
 			b, err := serve.Dial(context.Background(), cfg, quiet())
 			if err != nil {
 				t.Fatal(err)
@@ -412,7 +422,7 @@ func TestGitHubBackfillAndWebhooksCountOnce(t *testing.T) {
 				}
 			}
 			switch order {
-			case "backfill":
+			case "backfill", "backfill on an external NATS":
 				backfillOnce()
 			case "backfill then webhooks":
 				backfillOnce()
