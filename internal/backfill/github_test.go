@@ -596,3 +596,30 @@ func TestGitHubQuarterKeptWhole(t *testing.T) {
 		})
 	}
 }
+
+// --org takes the organisation's repositories pushed to in the window,
+// listed by push, newest first, over pages.
+func TestGitHubOrgTargets(t *testing.T) {
+	api := githubtest.NewAPI(ghToken)
+	defer api.Close()
+	api.PerPage = 1
+	for name, pushed := range map[string]time.Time{"acme/a": at(5, 0, 0), "acme/b": at(2, 0, 0), "acme/old": at(-10, 0, 0), "other/c": at(5, 0, 0)} {
+		api.AddRepo(&githubtest.Repo{FullName: name, PushedAt: pushed, Commits: map[string]githubtest.APICommit{}})
+	}
+	cfg := testConfigNoStore(t)
+	g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: ghToken, APIURL: api.URL, Org: "acme", IsProduction: cfg.IsProduction}, &backfill.Transport{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets, err := g.Targets(context.Background(), at(1, 0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tg := range targets {
+		names = append(names, tg.Name)
+	}
+	if !slices.Equal(names, []string{"acme/a", "acme/b"}) {
+		t.Errorf("targets %v; want acme/a, acme/b", names)
+	}
+}

@@ -75,4 +75,12 @@ func TestRedeliverFailedOnce(t *testing.T) {
 	if api.Secondary.Load() == 0 {
 		t.Error("no secondary limit was hit: the test does not exercise it")
 	}
+
+	// An organisation's webhook, through the organisation's endpoints.
+	api.AddOrgHook("acme", 9, []githubtest.APIDelivery{d(20, "o1", "push", 500, time.Hour, false), d(21, "o2", "push", 200, time.Hour, false)})
+	out.Reset()
+	res, err = backfill.Redeliver(context.Background(), client, backfill.RedeliverConfig{Org: "acme", HookID: 9, Since: cfg.Since}, &out)
+	if err != nil || res.Redelivered != 1 || !slices.Contains(api.Redelivered(), 20) {
+		t.Errorf("organisation hook: %+v, %v, redelivered %v\n%s", res, err, api.Redelivered(), out.String())
+	}
 }

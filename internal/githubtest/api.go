@@ -52,6 +52,7 @@ type API struct {
 	mu          sync.Mutex
 	repos       map[string]*Repo
 	orgs        map[string][]string
+	orgHooks    map[string]map[int64][]APIDelivery
 	windowStart time.Time
 	used        int
 	redelivered []int64
@@ -121,7 +122,8 @@ type APIDelivery struct {
 
 // NewAPI starts a fake GitHub API that accepts token; it stops with Close.
 func NewAPI(token string) *API {
-	a := &API{Token: token, PerPage: 100, Window: time.Second, repos: map[string]*Repo{}, orgs: map[string][]string{}}
+	a := &API{Token: token, PerPage: 100, Window: time.Second, repos: map[string]*Repo{}, orgs: map[string][]string{},
+		orgHooks: map[string]map[int64][]APIDelivery{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(a.serve))
 	return a
 }
@@ -135,6 +137,16 @@ func (a *API) AddRepo(r *Repo) {
 	if !slices.Contains(a.orgs[owner], r.FullName) {
 		a.orgs[owner] = append(a.orgs[owner], r.FullName)
 	}
+}
+
+// AddOrgHook adds (or replaces) an organisation webhook's deliveries.
+func (a *API) AddOrgHook(org string, hook int64, deliveries []APIDelivery) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.orgHooks[org] == nil {
+		a.orgHooks[org] = map[int64][]APIDelivery{}
+	}
+	a.orgHooks[org][hook] = deliveries
 }
 
 // Redelivered are the delivery ids asked to be redelivered, in order.
@@ -186,6 +198,18 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 		a.orgRepos(w, r, parts[1])
 		return
 	}
+	if len(parts) >= 5 && parts[0] == "orgs" && parts[2] == "hooks" && parts[4] == "deliveries" {
+		hooks := a.orgHooks[parts[1]]
+		switch {
+		case r.Method == http.MethodGet && len(parts) == 5:
+			a.deliveries(w, r, hooks, parts[3])
+		case r.Method == http.MethodPost && len(parts) == 7 && parts[6] == "attempts":
+			a.redeliver(w, hooks, parts[3], parts[5])
+		default:
+			http.NotFound(w, r)
+		}
+		return
+	}
 	if len(parts) < 4 || parts[0] != "repos" {
 		http.NotFound(w, r)
 		return
@@ -212,9 +236,9 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && len(rest) == 1 && rest[0] == "issues":
 		a.issues(w, r, repo)
 	case r.Method == http.MethodGet && len(rest) == 3 && rest[0] == "hooks" && rest[2] == "deliveries":
-		a.deliveries(w, r, repo, rest[1])
+		a.deliveries(w, r, repo.Hooks, rest[1])
 	case r.Method == http.MethodPost && len(rest) == 5 && rest[0] == "hooks" && rest[2] == "deliveries" && rest[4] == "attempts":
-		a.redeliver(w, repo, rest[1], rest[3])
+		a.redeliver(w, repo.Hooks, rest[1], rest[3])
 	default:
 		http.NotFound(w, r)
 	}
@@ -559,9 +583,9 @@ func (a *API) issues(w http.ResponseWriter, r *http.Request, repo *Repo) {
 
 // deliveries serves a hook's deliveries newest first, paged by cursor as
 // GitHub does (the Link header's next URL carries cursor=).
-func (a *API) deliveries(w http.ResponseWriter, r *http.Request, repo *Repo, hook string) {
+func (a *API) deliveries(w http.ResponseWriter, r *http.Request, hooks map[int64][]APIDelivery, hook string) {
 	id, _ := strconv.ParseInt(hook, 10, 64)
-	ds, ok := repo.Hooks[id]
+	ds, ok := hooks[id]
 	if !ok {
 		writeJSON(w, http.StatusNotFound, map[string]any{"message": "Not Found"})
 		return
@@ -599,10 +623,10 @@ func (a *API) deliveries(w http.ResponseWriter, r *http.Request, repo *Repo, hoo
 
 // redeliver answers 202 and records a new delivery of the same GUID,
 // delivered successfully.
-func (a *API) redeliver(w http.ResponseWriter, repo *Repo, hook, delivery string) {
+func (a *API) redeliver(w http.ResponseWriter, hooks map[int64][]APIDelivery, hook, delivery string) {
 	hid, _ := strconv.ParseInt(hook, 10, 64)
 	did, _ := strconv.ParseInt(delivery, 10, 64)
-	ds := repo.Hooks[hid]
+	ds := hooks[hid]
 	for _, d := range ds {
 		if d.ID != did {
 			continue
@@ -611,7 +635,7 @@ func (a *API) redeliver(w http.ResponseWriter, repo *Repo, hook, delivery string
 		for _, o := range ds {
 			next = max(next, o.ID)
 		}
-		repo.Hooks[hid] = append(ds, APIDelivery{ID: next + 1, GUID: d.GUID, At: time.Now().UTC(), StatusCode: 202, Redelivery: true, Event: d.Event})
+		hooks[hid] = append(ds, APIDelivery{ID: next + 1, GUID: d.GUID, At: time.Now().UTC(), StatusCode: 202, Redelivery: true, Event: d.Event})
 		a.redelivered = append(a.redelivered, did)
 		writeJSON(w, http.StatusAccepted, map[string]any{})
 		return
