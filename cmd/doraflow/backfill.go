@@ -156,7 +156,7 @@ func runBackfill(cmd *cobra.Command, cfg config.Config, label string, targets fu
 	if dryRun {
 		verb = "would publish"
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d targets fetched (%d resumed), %d already done; %s %d events; %d older than processor.retention.keep left out\n",
-		label, res.Targets, res.Resumed, res.Skipped, verb, res.Events, res.TooOld)
+	fmt.Fprintf(cmd.ErrOrStderr(), "%s: %d targets fetched (%d resumed), %d already done, %d failed; %s %d events; %d older than processor.retention.keep left out\n",
+		label, res.Targets, res.Resumed, res.Skipped, res.Failed, verb, res.Events, res.TooOld)
 	return err
 }

@@ -24,7 +24,7 @@ func backfillProc(t *testing.T, env []string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-var summaryLine = regexp.MustCompile(`backfill:github: (\d+) targets fetched \((\d+) resumed\), (\d+) already done; published (\d+) events`)
+var summaryLine = regexp.MustCompile(`backfill:github: (\d+) targets fetched \((\d+) resumed\), (\d+) already done, 0 failed; published (\d+) events`)
 
 // The command reaches the bus embedded in a running serve through the
 // loopback URL serve records in the data dir. Killed (SIGKILL) half-way

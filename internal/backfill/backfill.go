@@ -98,9 +98,10 @@ type Sink interface {
 
 // Result counts what Run did.
 type Result struct {
-	Targets int // targets fetched (in whole or the rest of them)
-	Resumed int // of which resumed from a checkpoint
+	Targets int // targets fetched
+	Resumed int // of which an interrupted run had started
 	Skipped int // targets a finished checkpoint already covers
+	Failed  int // targets that failed (the others go on; a rerun retries them)
 	Events  int // events published
 	// TooOld counts events older than the retention, left out.
 	TooOld int
@@ -121,15 +122,14 @@ type Runner struct {
 // publishBatch is how many events go to the sink at once.
 const publishBatch = 1000
 
-// Run fetches every target, Concurrency at a time. It stops at the first
-// failure of a target (the others' checkpoints are saved), so that a rerun
-// resumes.
+// Run fetches every target, Concurrency at a time. A target that fails
+// (a repository gone, an API error that outlasts the retries) is logged
+// and left unfinished, and the others go on: a rerun retries it. Run
+// returns every failure.
 func (r *Runner) Run(ctx context.Context, targets []Target) (Result, error) {
 	if err := r.Config.Validate(); err != nil {
 		return Result{}, err
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
 	r.Progress.Start(len(targets))
 	defer r.Progress.Finish()
 	var (
@@ -146,14 +146,17 @@ func (r *Runner) Run(ctx context.Context, targets []Target) (Result, error) {
 			for t := range work {
 				tr, err := r.target(ctx, t)
 				mu.Lock()
-				res.Targets += tr.Targets
+				if err == nil {
+					res.Targets += tr.Targets
+				}
 				res.Resumed += tr.Resumed
 				res.Skipped += tr.Skipped
 				res.Events += tr.Events
 				res.TooOld += tr.TooOld
-				if err != nil && !errors.Is(err, context.Canceled) {
+				if err != nil && ctx.Err() == nil {
+					res.Failed++
 					errs = append(errs, err)
-					cancel(err)
+					r.Logger.Error("target failed; the others go on, a rerun retries it", "target", t.Name, "err", err)
 				}
 				mu.Unlock()
 				r.Progress.Done(t.Name, tr.Events)
@@ -170,11 +173,11 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	if len(errs) > 0 {
-		return res, errors.Join(errs...)
-	}
 	if err := context.Cause(ctx); err != nil {
 		return res, fmt.Errorf("backfill interrupted (run it again to resume): %w", err)
+	}
+	if len(errs) > 0 {
+		return res, fmt.Errorf("%d of %d targets failed (run it again to retry them): %w", len(errs), len(targets), errors.Join(errs...))
 	}
 	return res, nil
 }

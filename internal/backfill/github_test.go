@@ -623,3 +623,17 @@ func TestGitHubOrgTargets(t *testing.T) {
 		t.Errorf("targets %v; want acme/a, acme/b", names)
 	}
 }
+
+// A repository that fails (here: gone, 404) does not stop the others; the
+// run says which failed, and a rerun would retry it.
+func TestGitHubFailedRepoDoesNotStopTheOthers(t *testing.T) {
+	api := fakeAPI(t)
+	var out bytes.Buffer
+	res, err := run{cfg: testConfigNoStore(t), api: api, list: &out, repos: []string{"acme/gone", repo}}.do(context.Background(), t)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 targets failed") || !strings.Contains(err.Error(), "acme/gone") {
+		t.Fatalf("error %v; want the gone repository named", err)
+	}
+	if res.Failed != 1 || res.Targets != 1 || res.Events != 17 {
+		t.Errorf("result %+v; want %s's 17 events despite the other's failure", res, repo)
+	}
+}
