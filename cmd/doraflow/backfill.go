@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,9 +44,9 @@ func backfillGitLabCmd() *cobra.Command {
 				return err
 			}
 			projects, _ := cmd.Flags().GetStringArray("project")
-			return runBackfill(cmd, cfg, "backfill:gitlab", func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
-				g, err := backfill.NewGitLab(backfill.GitLabConfig{Token: cfg.GitLab.Token, APIURL: cfg.GitLab.APIURL,
-					Projects: projects, IsProduction: cfg.IsProduction}, s.Transport)
+			gcfg := backfill.GitLabConfig{Token: cfg.GitLab.Token, APIURL: cfg.GitLab.APIURL, Projects: projects, IsProduction: cfg.IsProduction}
+			return runBackfill(cmd, cfg, "backfill:gitlab", gcfg.Validate, func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
+				g, err := backfill.NewGitLab(gcfg, s.Transport)
 				if err != nil {
 					return nil, fmt.Errorf("%w: %w", errConfig, err)
 				}
@@ -68,9 +69,10 @@ func backfillGitHubCmd() *cobra.Command {
 			}
 			repos, _ := cmd.Flags().GetStringArray("repo")
 			org, _ := cmd.Flags().GetString("org")
-			return runBackfill(cmd, cfg, "backfill:github", func(s *backfill.Session, w backfill.Window) ([]backfill.Target, error) {
-				g, err := backfill.NewGitHub(backfill.GitHubConfig{Token: cfg.GitHub.Token, APIURL: cfg.GitHub.APIURL,
-					Repos: repos, Org: org, IncidentLabels: cfg.GitHub.IncidentLabels, IsProduction: cfg.IsProduction}, s.Transport)
+			gcfg := backfill.GitHubConfig{Token: cfg.GitHub.Token, APIURL: cfg.GitHub.APIURL,
+				Repos: repos, Org: org, IncidentLabels: cfg.GitHub.IncidentLabels, IsProduction: cfg.IsProduction}
+			return runBackfill(cmd, cfg, "backfill:github", gcfg.Validate, func(s *backfill.Session, w backfill.Window) ([]backfill.Target, error) {
+				g, err := backfill.NewGitHub(gcfg, s.Transport)
 				if err != nil {
 					return nil, fmt.Errorf("%w: %w", errConfig, err)
 				}
@@ -92,8 +94,9 @@ func backfillPagerDutyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runBackfill(cmd, cfg, "backfill:pagerduty", func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
-				p, err := backfill.NewPagerDuty(backfill.PagerDutyConfig{Token: cfg.PagerDuty.Token, APIURL: cfg.PagerDuty.APIURL}, s.Transport)
+			pcfg := backfill.PagerDutyConfig{Token: cfg.PagerDuty.Token, APIURL: cfg.PagerDuty.APIURL}
+			return runBackfill(cmd, cfg, "backfill:pagerduty", pcfg.Validate, func(s *backfill.Session, _ backfill.Window) ([]backfill.Target, error) {
+				p, err := backfill.NewPagerDuty(pcfg, s.Transport)
 				if err != nil {
 					return nil, fmt.Errorf("%w: %w", errConfig, err)
 				}
@@ -103,9 +106,11 @@ func backfillPagerDutyCmd() *cobra.Command {
 	}
 }
 
-// runBackfill sets up a session from the flags (the bus, or a listing for
-// --dry-run), asks targets for what to fetch, runs it and prints what it did.
-func runBackfill(cmd *cobra.Command, cfg config.Config, label string, targets func(*backfill.Session, backfill.Window) ([]backfill.Target, error)) error {
+// runBackfill checks the flags and the vendor's configuration (check),
+// sets up a session (the bus, or a listing for --dry-run), asks targets for
+// what to fetch, runs it and prints what it did.
+func runBackfill(cmd *cobra.Command, cfg config.Config, label string, check func() error,
+	targets func(*backfill.Session, backfill.Window) ([]backfill.Target, error)) error {
 	ctx := cmd.Context()
 	flags := cmd.Flags()
 	sinceFlag, _ := flags.GetString("since")
@@ -126,7 +131,7 @@ func runBackfill(cmd *cobra.Command, cfg config.Config, label string, targets fu
 		}
 	}
 	bcfg := backfill.Config{Since: since, Until: until.UTC(), Keep: cfg.Processor.Retention.Keep, Now: now, Concurrency: concurrency}
-	if err := bcfg.Validate(); err != nil {
+	if err := errors.Join(bcfg.Validate(), check()); err != nil {
 		return fmt.Errorf("%w: %w", errConfig, err)
 	}
 	logger := newLogger()

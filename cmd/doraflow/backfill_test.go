@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,46 @@ func TestBackfillKilledAndResumed(t *testing.T) {
 	t.Log(summary[0])
 	if resumed != whole {
 		t.Errorf("resumed backfill's report differs\n got %s\nwant %s", resumed, whole)
+	}
+}
+
+// --dry-run lists the events on stdout and needs no bus; a window beyond
+// the retention, and a redelivery without its hook, are configuration
+// errors (exit 2) that name what to change.
+func TestBackfillDryRunAndRefusals(t *testing.T) {
+	end := time.Now().UTC()
+	api := githubtest.NewAPI("gh-token")
+	defer api.Close()
+	api.AddRepo(githubtest.Quarter("acme/svc", end))
+	cfgFile := filepath.Join(t.TempDir(), "doraflow.yaml")
+	if err := os.WriteFile(cfgFile, []byte(fmt.Sprintf("github:\n  api_url: %q\n", api.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("DORAFLOW_GITHUB_TOKEN", "gh-token")
+	// No serve runs on this data dir: only a dry run can go on.
+	t.Setenv("DORAFLOW_DATA_DIR", t.TempDir())
+	out, err := run(t, "--config", cfgFile, "backfill", "github", "--repo", "acme/svc", "--since", "90d", "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out, "\n"); lines != 96 || !strings.Contains(out, `"id":"github:deployment_status:`) {
+		t.Errorf("dry run printed %d lines; want the 96 events:\n%.500s", lines, out)
+	}
+	if _, err := run(t, "--config", cfgFile, "backfill", "github", "--repo", "acme/svc", "--since", "90d"); err == nil || !strings.Contains(err.Error(), "doraflow serve") {
+		t.Errorf("without a bus: %v; want it to say to start serve", err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"backfill", "github", "--repo", "acme/svc", "--since", "500d"}, "processor.retention.keep"},
+		{[]string{"backfill", "github", "--since", "90d"}, "--repo"},
+		{[]string{"backfill", "gitlab", "--project", "acme/svc"}, "DORAFLOW_GITLAB_TOKEN"},
+		{[]string{"redeliver", "github", "--repo", "acme/svc"}, "--hook-id"},
+	} {
+		_, err := run(t, append([]string{"--config", cfgFile}, tc.args...)...)
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: exit %d, %v; want 2 naming %s", tc.args, exitCode(err), err, tc.want)
+		}
 	}
 }
