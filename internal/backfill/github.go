@@ -376,6 +376,23 @@ func (r ghRepo) pulls(ctx context.Context, w Window, emit func(...event.Event)) 
 	}
 }
 
+// issueAction is the webhook action whose snapshot the issue's current
+// state is, where it shows: closed when the last update closed it, opened
+// when it was never updated. The snapshot's event id is then the
+// webhook's, and JetStream drops the second of the two. Otherwise
+// "backfill": a snapshot no webhook sent with that id (the incident id is
+// the issue's either way, so it is the same incident).
+func issueAction(issue *gh.Issue) string {
+	updated := issue.GetUpdatedAt().Time
+	switch {
+	case issue.GetState() == "closed" && issue.ClosedAt != nil && updated.Equal(issue.GetClosedAt().Time):
+		return "closed"
+	case issue.GetState() == "open" && updated.Equal(issue.GetCreatedAt().Time):
+		return "opened"
+	}
+	return "backfill"
+}
+
 func (r ghRepo) prCommits(ctx context.Context, number int) ([]*gh.RepositoryCommit, error) {
 	var out []*gh.RepositoryCommit
 	opts := &gh.ListOptions{PerPage: 100}
@@ -411,7 +428,7 @@ func (r ghRepo) issues(ctx context.Context, w Window, emit func(...event.Event))
 					continue
 				}
 				seen[issue.GetNumber()] = true
-				e, err := collector.IncidentEvent(r.full, issue, "backfill", false)
+				e, err := collector.IncidentEvent(r.full, issue, issueAction(issue), false)
 				if err != nil {
 					return fmt.Errorf("issue %d: %w", issue.GetNumber(), err)
 				}

@@ -315,7 +315,8 @@ func TestGitHubDryRunEvents(t *testing.T) {
 				"github:deployment:100", "github:deployment:101", "github:deployment:103", "github:deployment:104", "github:deployment:105",
 				"github:deployment_status:1000", "github:deployment_status:1010", "github:deployment_status:1011",
 				"github:deployment_status:1030", "github:deployment_status:1040", "github:deployment_status:1050",
-				"github:issue:" + repo + "#7:backfill:" + at(2, 15, 0).Format(time.RFC3339),
+				// The webhook's id: the issue's last update closed it.
+				"github:issue:" + repo + "#7:closed:" + at(2, 15, 0).Format(time.RFC3339),
 				"github:merge:" + repo + "#5",
 			}
 			slices.Sort(want)
