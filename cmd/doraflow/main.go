@@ -48,7 +48,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("config", os.Getenv(config.FileEnv), "YAML configuration file (env "+config.FileEnv+")")
-	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd(), dashboardsCmd())
+	root.AddCommand(serveCmd(), reportCmd(), migrateCmd(), demoCmd(), replayCmd(), dashboardsCmd(), backfillCmd(), redeliverCmd())
 	return root
 }
 

@@ -116,19 +116,30 @@ func parseDeployment(p *gh.DeploymentEvent) ([]event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	dep, err := deploymentOf(p.GetDeployment(), event.StatusPending)
+	e, err := DeploymentEvent(repo, p.GetDeployment())
 	if err != nil {
 		return nil, err
 	}
-	return []event.Event{{
+	return []event.Event{e}, nil
+}
+
+// DeploymentEvent is the event of a deployment created (pending until a
+// status says otherwise), as the deployment webhook and a backfill through
+// the deployments API both report it.
+func DeploymentEvent(repo string, d *gh.Deployment) (event.Event, error) {
+	dep, err := deploymentOf(d, event.StatusPending)
+	if err != nil {
+		return event.Event{}, err
+	}
+	return event.Event{
 		ID:         "github:deployment:" + dep.ID,
 		Source:     "github",
 		Type:       event.TypeDeployment,
 		Repo:       repo,
 		Service:    repo,
-		OccurredAt: p.GetDeployment().GetCreatedAt().UTC(),
+		OccurredAt: d.GetCreatedAt().UTC(),
 		Deployment: dep,
-	}}, nil
+	}, nil
 }
 
 // deploymentStates maps GitHub's deployment states onto doraflow's; the
@@ -149,21 +160,33 @@ func parseDeploymentStatus(p *gh.DeploymentStatusEvent) ([]event.Event, error) {
 	if st == nil {
 		return nil, fmt.Errorf("deployment_status missing")
 	}
-	status, ok := deploymentStates[st.GetState()]
-	if !ok {
-		return nil, webhook.Ignored("deployment state not an outcome")
-	}
-	dep, err := deploymentOf(p.GetDeployment(), status)
+	e, err := DeploymentStatusEvent(repo, p.GetDeployment(), st)
 	if err != nil {
 		return nil, err
+	}
+	return []event.Event{e}, nil
+}
+
+// DeploymentStatusEvent is the event of one status of deployment d, as the
+// deployment_status webhook and a backfill reading the deployment's status
+// list both report it. A state that says nothing about the outcome
+// (queued, in_progress, inactive) is Ignored.
+func DeploymentStatusEvent(repo string, d *gh.Deployment, st *gh.DeploymentStatus) (event.Event, error) {
+	status, ok := deploymentStates[st.GetState()]
+	if !ok {
+		return event.Event{}, webhook.Ignored("deployment state not an outcome")
+	}
+	dep, err := deploymentOf(d, status)
+	if err != nil {
+		return event.Event{}, err
 	}
 	if env := st.GetEnvironment(); env != "" {
 		dep.Environment = env
 	}
 	if st.GetID() == 0 || st.CreatedAt == nil {
-		return nil, fmt.Errorf("deployment_status id and created_at are required")
+		return event.Event{}, fmt.Errorf("deployment_status id and created_at are required")
 	}
-	return []event.Event{{
+	return event.Event{
 		ID:         "github:deployment_status:" + strconv.FormatInt(st.GetID(), 10),
 		Source:     "github",
 		Type:       event.TypeDeployment,
@@ -171,7 +194,7 @@ func parseDeploymentStatus(p *gh.DeploymentStatusEvent) ([]event.Event, error) {
 		Service:    repo,
 		OccurredAt: st.GetCreatedAt().UTC(),
 		Deployment: dep,
-	}}, nil
+	}, nil
 }
 
 func parsePullRequest(p *gh.PullRequestEvent) ([]event.Event, error) {
@@ -186,10 +209,23 @@ func parsePullRequest(p *gh.PullRequestEvent) ([]event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if pr.GetMergeCommitSHA() == "" || pr.MergedAt == nil {
-		return nil, fmt.Errorf("merged pull request without merge_commit_sha or merged_at")
+	e, err := MergeEvent(repo, pr, pr.GetCommits())
+	if err != nil {
+		return nil, err
 	}
-	return []event.Event{{
+	return []event.Event{e}, nil
+}
+
+// MergeEvent is the event of merged pull request pr with its number of
+// commits, as the pull_request webhook and a backfill both report it. The
+// pull request list of the API has no merged flag and no commit count: a
+// backfill knows the pull request is merged from merged_at and counts its
+// commit list.
+func MergeEvent(repo string, pr *gh.PullRequest, commits int) (event.Event, error) {
+	if pr.GetMergeCommitSHA() == "" || pr.MergedAt == nil {
+		return event.Event{}, fmt.Errorf("merged pull request without merge_commit_sha or merged_at")
+	}
+	return event.Event{
 		ID:         fmt.Sprintf("github:merge:%s#%d", repo, pr.GetNumber()),
 		Source:     "github",
 		Type:       event.TypeMerge,
@@ -199,10 +235,10 @@ func parsePullRequest(p *gh.PullRequestEvent) ([]event.Event, error) {
 			Number:   pr.GetNumber(),
 			MergeSHA: pr.GetMergeCommitSHA(),
 			HeadSHA:  pr.GetHead().GetSHA(),
-			Commits:  pr.GetCommits(),
+			Commits:  commits,
 			Target:   pr.GetBase().GetRef(),
 		},
-	}}, nil
+	}, nil
 }
 
 func (s *Source) isIncidentLabel(name string) bool {
@@ -236,8 +272,20 @@ func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	e, err := IncidentEvent(repo, issue, action, withdrawn)
+	if err != nil {
+		return nil, err
+	}
+	return []event.Event{e}, nil
+}
+
+// IncidentEvent is the snapshot of an issue labelled as an incident, as the
+// issues webhook (action is the webhook's action) and a backfill listing
+// the repository's issues both report it. The incident's id names the
+// issue, so every snapshot of it, whoever reports it, is the same incident.
+func IncidentEvent(repo string, issue *gh.Issue, action string, withdrawn bool) (event.Event, error) {
 	if issue.GetNumber() == 0 || issue.CreatedAt == nil {
-		return nil, fmt.Errorf("issue number and created_at are required")
+		return event.Event{}, fmt.Errorf("issue number and created_at are required")
 	}
 	inc := &event.Incident{
 		ID:        fmt.Sprintf("github:%s#%d", repo, issue.GetNumber()),
@@ -253,7 +301,7 @@ func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 	if at.IsZero() {
 		at = inc.OpenedAt
 	}
-	return []event.Event{{
+	return event.Event{
 		ID:         fmt.Sprintf("github:issue:%s#%d:%s:%s", repo, issue.GetNumber(), action, at.UTC().Format(time.RFC3339)),
 		Source:     "github",
 		Type:       event.TypeIncident,
@@ -261,5 +309,5 @@ func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 		Service:    repo,
 		OccurredAt: at.UTC(),
 		Incident:   inc,
-	}}, nil
+	}, nil
 }

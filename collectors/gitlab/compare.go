@@ -34,6 +34,10 @@ func NewComparer(token, apiURL string) (*Comparer, error) {
 	return &Comparer{client: client}, nil
 }
 
+// NewComparerFor returns a Comparer on an existing client (a backfill's,
+// with its transport).
+func NewComparerFor(client *gl.Client) *Comparer { return &Comparer{client: client} }
+
 // Compare returns the commits between base and head (from their merge base)
 // as a push event.
 func (c *Comparer) Compare(ctx context.Context, project, base, head string) (event.Event, error) {

@@ -193,30 +193,42 @@ func parseMerge(p *gl.MergeEvent, body []byte) ([]event.Event, error) {
 	if mr.IID <= 0 {
 		return nil, fmt.Errorf("object_attributes.iid missing")
 	}
-	mergeSHA := landedSHA(mr.MergeCommitSHA, extra.ObjectAttributes.SquashCommitSHA, mr.LastCommit.ID)
-	if !isSHA(mergeSHA) {
-		return nil, fmt.Errorf("merged merge request !%d has no merge_commit_sha, squash_commit_sha or last_commit.id", mr.IID)
-	}
 	// The payload has no merged_at; the hook is sent as the merge happens,
 	// which updated_at records.
 	at, err := parseTime("object_attributes.updated_at", mr.UpdatedAt)
 	if err != nil {
 		return nil, err
 	}
-	return []event.Event{{
-		ID:         fmt.Sprintf("gitlab:merge:%s!%d", repo, mr.IID),
+	e, err := MergeEvent(repo, mr.IID, mr.MergeCommitSHA, extra.ObjectAttributes.SquashCommitSHA, mr.LastCommit.ID, mr.TargetBranch, at)
+	if err != nil {
+		return nil, err
+	}
+	return []event.Event{e}, nil
+}
+
+// MergeEvent is the event of merge request !iid merged at at, as the merge
+// request hook and a backfill through the merge requests API both report
+// it: the commit it landed (merge commit, else squash commit, else the head
+// itself), the head of the merged branch and the target branch.
+func MergeEvent(repo string, iid int, mergeCommit, squashCommit, head, target string, at time.Time) (event.Event, error) {
+	mergeSHA := landedSHA(mergeCommit, squashCommit, head)
+	if !isSHA(mergeSHA) {
+		return event.Event{}, fmt.Errorf("merged merge request !%d has no merge_commit_sha, squash_commit_sha or last_commit.id", iid)
+	}
+	return event.Event{
+		ID:         fmt.Sprintf("gitlab:merge:%s!%d", repo, iid),
 		Source:     source,
 		Type:       event.TypeMerge,
 		Repo:       repo,
-		OccurredAt: at,
+		OccurredAt: at.UTC(),
 		Merge: &event.Merge{
-			Number:   mr.IID,
+			Number:   iid,
 			MergeSHA: mergeSHA,
-			HeadSHA:  mr.LastCommit.ID,
+			HeadSHA:  head,
 			// GitLab does not send the merge request's commit count.
-			Target: mr.TargetBranch,
+			Target: target,
 		},
-	}}, nil
+	}, nil
 }
 
 // landedSHA is the commit a merge put on the target branch: the merge commit;
@@ -246,16 +258,12 @@ var deploymentStatuses = map[string]string{
 }
 
 func parseDeployment(p *gl.DeploymentEvent) ([]event.Event, error) {
-	status, ok := deploymentStatuses[p.Status]
-	if !ok {
+	if _, ok := deploymentStatuses[p.Status]; !ok {
 		return nil, webhook.Ignored("deployment status not used")
 	}
 	repo, err := repoOf(p.Project.PathWithNamespace)
 	if err != nil {
 		return nil, err
-	}
-	if p.DeploymentID <= 0 {
-		return nil, fmt.Errorf("deployment_id missing")
 	}
 	sha, err := shaOfCommitURL(p.CommitURL, p.ShortSHA)
 	if err != nil {
@@ -265,21 +273,43 @@ func parseDeployment(p *gl.DeploymentEvent) ([]event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := strconv.Itoa(p.DeploymentID)
-	return []event.Event{{
-		ID:         fmt.Sprintf("gitlab:deployment:%s:%s:%s", repo, id, p.Status),
+	e, err := DeploymentEvent(repo, p.DeploymentID, sha, p.Environment, p.Status, at)
+	if err != nil {
+		return nil, err
+	}
+	return []event.Event{e}, nil
+}
+
+// DeploymentEvent is the event of deployment id reaching GitLab status
+// status at at, as the deployment hook and a backfill through the
+// deployments API both report it. A status that says nothing about the
+// outcome is Ignored.
+func DeploymentEvent(repo string, id int, sha, env, status string, at time.Time) (event.Event, error) {
+	st, ok := deploymentStatuses[status]
+	if !ok {
+		return event.Event{}, webhook.Ignored("deployment status not used")
+	}
+	if id <= 0 {
+		return event.Event{}, fmt.Errorf("deployment_id missing")
+	}
+	if !isSHA(sha) {
+		return event.Event{}, fmt.Errorf("deployment %d: sha %q is not a commit id", id, sha)
+	}
+	ids := strconv.Itoa(id)
+	return event.Event{
+		ID:         fmt.Sprintf("gitlab:deployment:%s:%s:%s", repo, ids, status),
 		Source:     source,
 		Type:       event.TypeDeployment,
 		Repo:       repo,
 		Service:    repo,
-		OccurredAt: at,
+		OccurredAt: at.UTC(),
 		Deployment: &event.Deployment{
-			ID:          id,
+			ID:          ids,
 			SHA:         sha,
-			Environment: p.Environment,
-			Status:      status,
+			Environment: env,
+			Status:      st,
 		},
-	}}, nil
+	}, nil
 }
 
 // shaOfCommitURL takes the full commit id from commit_url
@@ -387,33 +417,50 @@ func parseIssue(p *gl.IssueEvent, body []byte) ([]event.Event, error) {
 			return nil, err
 		}
 	}
-	inc := &event.Incident{
-		ID:       fmt.Sprintf("gitlab:%s#%d", repo, issue.IID),
-		Title:    issue.Title,
-		OpenedAt: opened,
-		// GitLab sends no hook when an issue is deleted today; should one
-		// come, it withdraws the incident.
-		Withdrawn: issue.Action == "delete",
-	}
+	var resolved *time.Time
 	if issue.State == "closed" {
-		resolved, err := resolvedAt(extra.ObjectAttributes.ClosedAt, at)
+		t, err := resolvedAt(extra.ObjectAttributes.ClosedAt, at)
 		if err != nil {
 			return nil, err
 		}
-		if resolved.Before(opened) {
-			return nil, fmt.Errorf("object_attributes.closed_at %s is before created_at %s", resolved.Format(time.RFC3339), opened.Format(time.RFC3339))
-		}
-		inc.ResolvedAt = &resolved
+		resolved = &t
 	}
-	return []event.Event{{
-		ID:         fmt.Sprintf("gitlab:issue:%s#%d:%s:%s", repo, issue.IID, issue.Action, at.Format(time.RFC3339)),
+	// GitLab sends no hook when an issue is deleted today; should one
+	// come, it withdraws the incident.
+	e, err := IncidentEvent(repo, issue.IID, issue.Title, opened, at, resolved, issue.Action, issue.Action == "delete")
+	if err != nil {
+		return nil, err
+	}
+	return []event.Event{e}, nil
+}
+
+// IncidentEvent is the snapshot, at at, of incident issue #iid opened at
+// opened (resolved, if closed), as the issue hook (action is its action)
+// and a backfill through the issues API both report it. The incident's id
+// names the issue, so every snapshot of it is the same incident.
+func IncidentEvent(repo string, iid int, title string, opened, at time.Time, resolved *time.Time, action string, withdrawn bool) (event.Event, error) {
+	if resolved != nil && resolved.Before(opened) {
+		return event.Event{}, fmt.Errorf("object_attributes.closed_at %s is before created_at %s", resolved.Format(time.RFC3339), opened.Format(time.RFC3339))
+	}
+	inc := &event.Incident{
+		ID:        fmt.Sprintf("gitlab:%s#%d", repo, iid),
+		Title:     title,
+		OpenedAt:  opened.UTC(),
+		Withdrawn: withdrawn,
+	}
+	if resolved != nil {
+		r := resolved.UTC()
+		inc.ResolvedAt = &r
+	}
+	return event.Event{
+		ID:         fmt.Sprintf("gitlab:issue:%s#%d:%s:%s", repo, iid, action, at.UTC().Format(time.RFC3339)),
 		Source:     source,
 		Type:       event.TypeIncident,
 		Repo:       repo,
 		Service:    repo,
-		OccurredAt: at,
+		OccurredAt: at.UTC(),
 		Incident:   inc,
-	}}, nil
+	}, nil
 }
 
 // resolvedAt is when a closed incident was resolved: closed_at, or, from a

@@ -97,17 +97,31 @@ func snapshot(p *payload) (event.Event, error) {
 	if inc.CreatedAt != nil && !inc.CreatedAt.IsZero() {
 		opened = inc.CreatedAt.UTC()
 	}
-	snap := &event.Incident{ID: "pagerduty:" + inc.ID, Title: inc.Title, OpenedAt: opened}
+	var resolved *time.Time
 	if ev.EventType == typeResolved {
 		// Webhooks v3 has no resolved_at: the resolution is the event.
-		snap.ResolvedAt = &occurred
+		resolved = &occurred
+	}
+	return IncidentEvent("pagerduty:"+ev.ID, inc.ID, inc.Title, inc.Service.Summary, opened, occurred, resolved), nil
+}
+
+// IncidentEvent is the snapshot, at at, of PagerDuty incident incidentID
+// on service (its name), as a webhook (id names the webhook event) and a
+// backfill through the incidents API (id names the incident's last status
+// change) both report it. The incident's id is PagerDuty's, so every
+// snapshot of it is the same incident.
+func IncidentEvent(id, incidentID, title, service string, opened, at time.Time, resolved *time.Time) event.Event {
+	snap := &event.Incident{ID: "pagerduty:" + incidentID, Title: title, OpenedAt: opened.UTC()}
+	if resolved != nil {
+		r := resolved.UTC()
+		snap.ResolvedAt = &r
 	}
 	return event.Event{
-		ID:         "pagerduty:" + ev.ID,
+		ID:         id,
 		Source:     "pagerduty",
 		Type:       event.TypeIncident,
-		Service:    inc.Service.Summary,
-		OccurredAt: occurred,
+		Service:    service,
+		OccurredAt: at.UTC(),
 		Incident:   snap,
-	}, nil
+	}
 }

@@ -448,6 +448,43 @@ func EventMessage(e event.Event, delivery string, received time.Time, partitions
 	return m, nil
 }
 
+// ArchiveSource is the source name, in the raw archive, of canonical
+// events that came from no webhook delivery (a backfill through a vendor's
+// API): the archived body is the event itself, and replay keeps it as it
+// is, since there is no vendor payload to parse again.
+const ArchiveSource = "backfill"
+
+// ArchivedEventMessage is the raw archive's copy of canonical event e from
+// no webhook delivery, so that a replay, which rebuilds the event stream
+// from the archive, keeps it. Publish it before e's EventMessage, as the
+// collectors publish the raw delivery before its events.
+func ArchivedEventMessage(e event.Event, delivery string, received time.Time) (*nats.Msg, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("webhook: encode event %s: %w", e.ID, err)
+	}
+	m := nats.NewMsg(bus.RawSubject(ArchiveSource, string(e.Type)))
+	m.Data = data
+	m.Header.Set(nats.MsgIdHdr, ArchiveSource+":"+e.ID)
+	m.Header.Set(bus.HeaderSource, ArchiveSource)
+	m.Header.Set(bus.HeaderEvent, string(e.Type))
+	m.Header.Set(bus.HeaderDelivery, delivery)
+	m.Header.Set(bus.HeaderReceivedAt, received.Format(time.RFC3339Nano))
+	return m, nil
+}
+
+// ParseArchivedEvent reads back an ArchivedEventMessage's body.
+func ParseArchivedEvent(body []byte) (event.Event, error) {
+	var e event.Event
+	if err := json.Unmarshal(body, &e); err != nil {
+		return event.Event{}, fmt.Errorf("webhook: archived event: %w", err)
+	}
+	if err := e.Validate(); err != nil {
+		return event.Event{}, fmt.Errorf("webhook: archived event: %w", err)
+	}
+	return e, nil
+}
+
 // archivedHeaders are kept with the raw body: what a parser may need on
 // replay. Signatures and tokens are not kept.
 var archivedHeaders = []string{"Content-Type", "User-Agent", "X-GitHub-Event", "X-GitHub-Hook-ID",

@@ -60,12 +60,17 @@ type Commit struct {
 
 // Push is a push of commits (oldest first) to main.
 func Push(id, fullName, before, after string, commits ...Commit) Delivery {
+	return PushTo(id, fullName, "refs/heads/main", before, after, commits...)
+}
+
+// PushTo is a push of commits (oldest first) to ref.
+func PushTo(id, fullName, ref, before, after string, commits ...Commit) Delivery {
 	var cs []map[string]any
 	for _, c := range commits {
 		cs = append(cs, map[string]any{"id": c.SHA, "distinct": true, "message": "change " + c.SHA[:7],
 			"timestamp": c.Time.Format(time.RFC3339)})
 	}
-	body := map[string]any{"ref": "refs/heads/main", "before": before, "after": after,
+	body := map[string]any{"ref": ref, "before": before, "after": after,
 		"created": strings.Trim(before, "0") == "", "deleted": false, "forced": false,
 		"commits": cs, "repository": repo(fullName)}
 	return Delivery{Event: "push", ID: id, Body: mustJSON(body)}
@@ -97,6 +102,18 @@ func Issue(id, fullName, action string, number int, opened, closedAt time.Time) 
 	}
 	body := map[string]any{"action": action, "issue": issue, "repository": repo(fullName)}
 	return Delivery{Event: "issues", ID: id, Body: mustJSON(body)}
+}
+
+// PullRequestMerged is the pull_request event of a pull request merged into
+// main as mergeSHA, from a branch whose tip was headSHA, with commits
+// commits.
+func PullRequestMerged(id, fullName string, number int, mergeSHA, headSHA string, commits int, mergedAt time.Time) Delivery {
+	body := map[string]any{"action": "closed", "number": number,
+		"pull_request": map[string]any{"number": number, "state": "closed", "merged": true, "merged_at": mergedAt.Format(time.RFC3339),
+			"merge_commit_sha": mergeSHA, "commits": commits, "head": map[string]any{"ref": fmt.Sprintf("feature-%d", number), "sha": headSHA},
+			"base": map[string]any{"ref": "main"}},
+		"repository": repo(fullName)}
+	return Delivery{Event: "pull_request", ID: id, Body: mustJSON(body)}
 }
 
 // SHA makes a 40-hex sha from a short name, for readable scenarios.

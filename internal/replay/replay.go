@@ -280,6 +280,14 @@ func derive(ctx context.Context, js jetstream.JetStream, raw jetstream.Stream, s
 func parse(m jetstream.Msg, body []byte, routes []serve.Route) ([]event.Event, string) {
 	h := m.Headers()
 	source, typ := h.Get(bus.HeaderSource), h.Get(bus.HeaderEvent)
+	if source == webhook.ArchiveSource {
+		// A backfilled event: no vendor payload to parse again.
+		e, err := webhook.ParseArchivedEvent(body)
+		if err != nil {
+			return nil, "parse error"
+		}
+		return []event.Event{e}, ""
+	}
 	var src webhook.Source
 	for _, r := range routes {
 		if r.Source.Name() == source && (r.Event == "" || r.Event == typ) {

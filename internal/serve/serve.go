@@ -59,6 +59,7 @@ type Server struct {
 	wg        sync.WaitGroup
 	errc      chan error
 	cancel    context.CancelFunc
+	localURL  string // the embedded bus's URL recorded in the data dir
 }
 
 // Start brings up the parts of role and returns once they serve. Stop ends
@@ -73,10 +74,26 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			s.Stop(context.Background())
 		}
 	}()
+	bopts := BusOptions(cfg, logger)
+	if cfg.NATSURL == "" {
+		// The embedded server also listens on loopback, behind a token,
+		// so that the other commands of this install (backfill) reach it.
+		token, err := bus.NewToken()
+		if err != nil {
+			return nil, err
+		}
+		bopts.Port, bopts.Token = -1, token
+	}
 	var err error
-	s.Bus, err = bus.Open(ctx, BusOptions(cfg, logger))
+	s.Bus, err = bus.Open(ctx, bopts)
 	if err != nil {
 		return nil, err
+	}
+	if u := s.Bus.ClientURL(); u != "" {
+		if err := bus.WriteLocalURL(cfg.DataDir, u); err != nil {
+			return nil, err
+		}
+		s.localURL = u
 	}
 	// Background work outlives Start's ctx, until Stop.
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -291,6 +308,22 @@ func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
 		Replicas: cfg.NATS.Replicas, Limits: bus.Limits{Raw: limit(raw), Events: limit(events), DeadLetter: limit(deadLetter)}, Logger: logger}
 }
 
+// Dial connects a command other than serve to the bus of cfg: the
+// external NATS when DORAFLOW_NATS_URL is set, else the embedded server of
+// the serve running on the same data directory, through the loopback URL
+// it records there (bus.LocalURLFile).
+func Dial(ctx context.Context, cfg config.Config, logger *slog.Logger) (*bus.Bus, error) {
+	opts := BusOptions(cfg, logger)
+	if opts.URL == "" {
+		u, err := bus.LocalURL(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		opts.URL = u
+	}
+	return bus.Open(ctx, opts)
+}
+
 func natsDesc(url string) string {
 	if url == "" {
 		return "embedded"
@@ -369,6 +402,9 @@ func (s *Server) Stop(ctx context.Context) {
 		s.cancel()
 	}
 	s.wg.Wait()
+	if s.localURL != "" {
+		bus.RemoveLocalURL(s.cfg.DataDir, s.localURL)
+	}
 	if s.Bus != nil {
 		s.Bus.Close()
 	}

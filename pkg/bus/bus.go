@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -68,6 +69,10 @@ type Options struct {
 	// Port for the embedded server to listen on: 0 for in-process only, -1
 	// for a random free port (so another process can connect).
 	Port int
+	// Token, when set, is the token a client of the embedded server must
+	// present: the loopback listener of `serve` is not open to every local
+	// user. ClientURL carries it.
+	Token string
 	// Replicas of each stream; 1 for a single node, 3 on a cluster.
 	Replicas int
 	// Limits bound what the raw archive, the event stream and the
@@ -90,6 +95,7 @@ type Bus struct {
 	Conn   *nats.Conn
 	JS     jetstream.JetStream
 	server *server.Server
+	token  string
 
 	// closing is set by Close, so that its own closing of the connection
 	// is not taken for a lost one.
@@ -102,7 +108,7 @@ type Bus struct {
 // Open connects to the bus, starting the embedded server if needed, and makes
 // sure doraflow's streams exist.
 func Open(ctx context.Context, opts Options) (*Bus, error) {
-	b := &Bus{lost: make(chan struct{})}
+	b := &Bus{lost: make(chan struct{}), token: opts.Token}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -138,6 +144,9 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		if err != nil {
 			return nil, err
 		}
+		if opts.Token != "" {
+			conOpts = append(conOpts, nats.Token(opts.Token))
+		}
 		b.Conn, err = nats.Connect(b.server.ClientURL(), append(conOpts, nats.InProcessServer(b.server))...)
 	} else {
 		b.Conn, err = nats.Connect(opts.URL, append(conOpts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
@@ -165,6 +174,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		StoreDir:   filepath.Join(opts.DataDir, "jetstream"),
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if opts.Token != "" {
+		sopts.Authorization = opts.Token
 	}
 	if opts.MaxPayload > 0 {
 		sopts.MaxPayload = int32(min(opts.MaxPayload, maxEmbeddedPayload))
@@ -318,13 +330,18 @@ func replicasHint(err error, replicas int) error {
 	return fmt.Errorf("%w (nats.replicas is %d: the server must be a JetStream cluster of at least %d nodes; set nats.replicas, DORAFLOW_NATS_REPLICAS, to 1 on a single server)", err, replicas, replicas)
 }
 
-// ClientURL is where another process can connect to the embedded server
-// (empty when the bus is external or the server does not listen).
+// ClientURL is where another process can connect to the embedded server,
+// with its token if it has one (empty when the bus is external or the
+// server does not listen).
 func (b *Bus) ClientURL() string {
 	if b.server == nil || b.server.Addr() == nil {
 		return ""
 	}
-	return b.server.ClientURL()
+	u := b.server.ClientURL()
+	if b.token != "" {
+		u = strings.Replace(u, "://", "://"+url.User(b.token).String()+"@", 1)
+	}
+	return u
 }
 
 // Ready reports whether the bus answers.

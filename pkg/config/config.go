@@ -122,6 +122,11 @@ type GitLab struct {
 // PagerDuty configures the PagerDuty Webhooks v3 collector.
 type PagerDuty struct {
 	WebhookSecret string `yaml:"webhook_secret"`
+	// Token is a REST API key, and APIURL the REST API (empty for
+	// https://api.pagerduty.com; https://api.eu.pagerduty.com in the EU
+	// region), for `doraflow backfill pagerduty`.
+	Token  string `yaml:"token"`
+	APIURL string `yaml:"api_url"`
 }
 
 // Opsgenie configures the Opsgenie webhook collector.
@@ -284,6 +289,7 @@ func (c *Config) envVars() []envVar {
 		{"DORAFLOW_GITLAB_TOKEN", setString(&c.GitLab.Token)},
 		{"DORAFLOW_GITLAB_WEBHOOK_TOKEN", setString(&c.GitLab.WebhookToken)},
 		{"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", setString(&c.PagerDuty.WebhookSecret)},
+		{"DORAFLOW_PAGERDUTY_TOKEN", setString(&c.PagerDuty.Token)},
 		{"DORAFLOW_OPSGENIE_SECRET", setString(&c.Opsgenie.Secret)},
 		{"DORAFLOW_API_TOKEN", setString(&c.API.Token)},
 		{"DORAFLOW_CDEVENTS_TOKEN", setString(&c.CDEvents.Token)},
