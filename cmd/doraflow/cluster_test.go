@@ -49,7 +49,13 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	var logs testenv.LogBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", logs.String())
+		}
+	})
+	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,10 +140,11 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	want := digest(cleanRun(t, cfg, hooks))
 	var stored uint64
 	var got []string
+	var idleAt time.Time
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("after the faults: raw archive holds %d of %d deliveries; ClickHouse %d facts of a clean run's %d\nfirst difference: %s",
-				stored, len(hooks), len(got), len(want), firstDifference(got, want))
+			t.Fatalf("after the faults: raw archive holds %d of %d deliveries; ClickHouse %d facts of a clean run's %d when last idle (%s)\nfirst difference: %s",
+				stored, len(hooks), len(got), len(want), idleAt.Format(time.StampMilli), firstDifference(got, want))
 		}
 		look, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if raw, err := srv.Bus.JS.Stream(look, bus.RawStream); err == nil {
@@ -146,7 +153,7 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 		idle, err := processor.Idle(look, srv.Bus.JS, cfg.Processor.Partitions)
 		if err == nil && idle {
 			if facts, err := srv.Store.Facts(look); err == nil {
-				got = digest(facts)
+				got, idleAt = digest(facts), time.Now()
 			}
 		}
 		cancel()
