@@ -7,6 +7,7 @@ package deployments
 import (
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/doraflow/doraflow/internal/serve"
@@ -26,6 +27,15 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_PARTITIONS":         true,
 	"DORAFLOW_MAX_INFLIGHT_BYTES": true,
 	"DORAFLOW_CLICKHOUSE_CLUSTER": true,
+	"DORAFLOW_ADMIN_LISTEN":       true,
+}
+
+// alternativeSecrets are secrets the manifests need not pass, since what
+// they hold reaches doraflow another way: a secret's NAME_FILE (a file
+// mounted instead of a variable set), and the ClickHouse password, which
+// the DSN the manifests pass can carry.
+func alternativeSecret(name string) bool {
+	return strings.HasSuffix(name, config.FileSuffix) || name == "DORAFLOW_CLICKHOUSE_PASSWORD"
 }
 
 // envNames is every variable a manifest may set on a doraflow container:
@@ -43,6 +53,17 @@ func secretNames() []string {
 	var names []string
 	for _, n := range config.EnvNames() {
 		if !plainSettings[n] {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// requiredSecrets are the secrets every manifest must let a team set.
+func requiredSecrets() []string {
+	var names []string
+	for _, n := range secretNames() {
+		if !alternativeSecret(n) {
 			names = append(names, n)
 		}
 	}

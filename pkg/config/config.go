@@ -20,7 +20,11 @@ import (
 // Config is the whole configuration. Start from Default; Validate explains
 // every bad value at once.
 type Config struct {
-	Listen        string     `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// AdminListen, when set, is where /metrics, /healthz and /readyz are
+	// served instead of Listen, so that the webhooks can be exposed to the
+	// internet without the metrics.
+	AdminListen   string     `yaml:"admin_listen"`
 	NATSURL       string     `yaml:"nats_url"`
 	NATS          NATS       `yaml:"nats"`
 	DataDir       string     `yaml:"data_dir"`
@@ -51,6 +55,10 @@ type ClickHouse struct {
 	// engines (a ClickHouse cluster of that name, with its coordination
 	// service); the queries are the same.
 	Cluster string `yaml:"cluster"`
+	// Password, when set, replaces the password in clickhouse_dsn, so that
+	// the DSN can live in plain configuration and the password in a secret
+	// (DORAFLOW_CLICKHOUSE_PASSWORD_FILE).
+	Password string `yaml:"password"`
 }
 
 // NATS configures what doraflow creates on the bus.
@@ -235,7 +243,39 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if err := cfg.applyEnv(getenv); err != nil {
 		return cfg, err
 	}
+	cfg.ClickHouseDSN = withPassword(cfg.ClickHouseDSN, cfg.ClickHouse.Password)
 	return cfg, nil
+}
+
+// withPassword is dsn with its password replaced by password (dsn as it
+// is when password is empty or dsn does not parse: Validate says why).
+func withPassword(dsn, password string) string {
+	if password == "" {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	user := "default"
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+// Redacted is a URL or DSN fit for a log line or an error: any password in
+// it replaced by xxxxx. What does not parse as a URL is left out whole.
+func Redacted(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(an address that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // Parse decodes YAML over cfg, rejecting unknown keys.
@@ -253,40 +293,69 @@ func Parse(raw []byte, cfg *Config) error {
 const FileEnv = "DORAFLOW_CONFIG"
 
 // EnvNames lists every environment variable doraflow reads: FileEnv and
-// those Load applies. Install manifests are checked against it, so that a
-// deployment never sets a variable no code reads.
+// those Load applies, each secret's NAME_FILE beside its NAME. Install
+// manifests are checked against it, so that a deployment never sets a
+// variable no code reads.
 func EnvNames() []string {
 	var c Config
 	names := []string{FileEnv}
 	for _, v := range c.envVars() {
 		names = append(names, v.name)
+		if v.secret {
+			names = append(names, v.name+FileSuffix)
+		}
 	}
 	return names
 }
 
+// SecretEnvNames lists the variables that hold a secret (each can also be
+// given as NAME_FILE, the path of a file holding it).
+func SecretEnvNames() []string {
+	var c Config
+	var names []string
+	for _, v := range c.envVars() {
+		if v.secret {
+			names = append(names, v.name)
+		}
+	}
+	return names
+}
+
+// FileSuffix turns a secret's variable into the one naming a file that
+// holds it (DORAFLOW_GITHUB_TOKEN_FILE), the convention of Kubernetes and
+// compose secrets.
+const FileSuffix = "_FILE"
+
 // envVar is a variable Load applies: set parses its value into the Config.
+// A secret's value never appears in an error, and can come from the file
+// named by name+FileSuffix.
 type envVar struct {
-	name string
-	set  func(value string) error
+	name   string
+	set    func(value string) error
+	secret bool
 }
 
 // envVars is the one table of the variables Load applies, bound to c.
 func (c *Config) envVars() []envVar {
+	secret := func(name string, dst *string) envVar { return envVar{name: name, set: setString(dst), secret: true} }
 	return []envVar{
-		{"DORAFLOW_LISTEN", setString(&c.Listen)},
-		{"DORAFLOW_NATS_URL", setString(&c.NATSURL)},
-		{"DORAFLOW_DATA_DIR", setString(&c.DataDir)},
-		{"DORAFLOW_CLICKHOUSE_DSN", setString(&c.ClickHouseDSN)},
-		{"DORAFLOW_CLICKHOUSE_CLUSTER", setString(&c.ClickHouse.Cluster)},
-		{"DORAFLOW_GITHUB_WEBHOOK_SECRET", setString(&c.GitHub.WebhookSecret)},
-		{"DORAFLOW_GITHUB_TOKEN", setString(&c.GitHub.Token)},
-		{"DORAFLOW_GITLAB_TOKEN", setString(&c.GitLab.Token)},
-		{"DORAFLOW_GITLAB_WEBHOOK_TOKEN", setString(&c.GitLab.WebhookToken)},
-		{"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", setString(&c.PagerDuty.WebhookSecret)},
-		{"DORAFLOW_OPSGENIE_SECRET", setString(&c.Opsgenie.Secret)},
-		{"DORAFLOW_API_TOKEN", setString(&c.API.Token)},
-		{"DORAFLOW_CDEVENTS_TOKEN", setString(&c.CDEvents.Token)},
-		{"DORAFLOW_MAX_INFLIGHT_BYTES", func(v string) error {
+		{name: "DORAFLOW_LISTEN", set: setString(&c.Listen)},
+		{name: "DORAFLOW_ADMIN_LISTEN", set: setString(&c.AdminListen)},
+		// A NATS URL or a ClickHouse DSN may carry a password.
+		secret("DORAFLOW_NATS_URL", &c.NATSURL),
+		{name: "DORAFLOW_DATA_DIR", set: setString(&c.DataDir)},
+		secret("DORAFLOW_CLICKHOUSE_DSN", &c.ClickHouseDSN),
+		secret("DORAFLOW_CLICKHOUSE_PASSWORD", &c.ClickHouse.Password),
+		{name: "DORAFLOW_CLICKHOUSE_CLUSTER", set: setString(&c.ClickHouse.Cluster)},
+		secret("DORAFLOW_GITHUB_WEBHOOK_SECRET", &c.GitHub.WebhookSecret),
+		secret("DORAFLOW_GITHUB_TOKEN", &c.GitHub.Token),
+		secret("DORAFLOW_GITLAB_TOKEN", &c.GitLab.Token),
+		secret("DORAFLOW_GITLAB_WEBHOOK_TOKEN", &c.GitLab.WebhookToken),
+		secret("DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", &c.PagerDuty.WebhookSecret),
+		secret("DORAFLOW_OPSGENIE_SECRET", &c.Opsgenie.Secret),
+		secret("DORAFLOW_API_TOKEN", &c.API.Token),
+		secret("DORAFLOW_CDEVENTS_TOKEN", &c.CDEvents.Token),
+		{name: "DORAFLOW_MAX_INFLIGHT_BYTES", set: func(v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				return errors.New("want a whole number of bytes")
@@ -294,8 +363,8 @@ func (c *Config) envVars() []envVar {
 			c.Collector.MaxInflightBytes = n
 			return nil
 		}},
-		{"DORAFLOW_PARTITIONS", setInt(&c.Processor.Partitions)},
-		{"DORAFLOW_NATS_REPLICAS", setInt(&c.NATS.Replicas)},
+		{name: "DORAFLOW_PARTITIONS", set: setInt(&c.Processor.Partitions)},
+		{name: "DORAFLOW_NATS_REPLICAS", set: setInt(&c.NATS.Replicas)},
 	}
 }
 
@@ -315,23 +384,87 @@ func setInt(dst *int) func(string) error {
 }
 
 // applyEnv sets what the environment gives; an empty variable leaves the
-// value as the file or the default had it.
+// value as the file or the default had it. A secret may come from the
+// file its NAME_FILE names instead: a file that cannot be read or holds
+// nothing is an error naming the variable, and so is setting both.
 func (c *Config) applyEnv(getenv func(string) string) error {
 	for _, v := range c.envVars() {
 		value := getenv(v.name)
+		if v.secret {
+			fromFile, err := secretFile(v.name+FileSuffix, getenv(v.name+FileSuffix))
+			if err != nil {
+				return err
+			}
+			if fromFile != "" {
+				if value != "" {
+					return fmt.Errorf("config: both %s and %s%s are set; set one", v.name, v.name, FileSuffix)
+				}
+				value = fromFile
+			}
+		}
 		if value == "" {
 			continue
 		}
 		if err := v.set(value); err != nil {
+			if v.secret {
+				return fmt.Errorf("config: %s: %w", v.name, err)
+			}
 			return fmt.Errorf("config: %s=%q: %w", v.name, value, err)
 		}
 	}
 	return nil
 }
 
+// secretFile reads the secret in the file variable name points at (path);
+// "" when the variable is not set. One trailing line break is not part of
+// the secret: editors and `echo` add it.
+func secretFile(name, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		// The path may be read by anyone who reads the error; the secret
+		// may not, and is not in it.
+		return "", fmt.Errorf("config: %s: %w", name, err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("config: %s: %s is empty; put the secret in it, or unset %s", name, path, name)
+	}
+	return s, nil
+}
+
+// secrets are the settings that hold a credential, by their YAML key and
+// variable.
+func (c *Config) secrets() []struct {
+	key, env string
+	value    string
+} {
+	return []struct {
+		key, env string
+		value    string
+	}{
+		{"clickhouse.password", "DORAFLOW_CLICKHOUSE_PASSWORD", c.ClickHouse.Password},
+		{"github.webhook_secret", "DORAFLOW_GITHUB_WEBHOOK_SECRET", c.GitHub.WebhookSecret},
+		{"github.token", "DORAFLOW_GITHUB_TOKEN", c.GitHub.Token},
+		{"gitlab.webhook_token", "DORAFLOW_GITLAB_WEBHOOK_TOKEN", c.GitLab.WebhookToken},
+		{"gitlab.token", "DORAFLOW_GITLAB_TOKEN", c.GitLab.Token},
+		{"pagerduty.webhook_secret", "DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", c.PagerDuty.WebhookSecret},
+		{"opsgenie.secret", "DORAFLOW_OPSGENIE_SECRET", c.Opsgenie.Secret},
+		{"api.token", "DORAFLOW_API_TOKEN", c.API.Token},
+		{"cdevents.token", "DORAFLOW_CDEVENTS_TOKEN", c.CDEvents.Token},
+	}
+}
+
 // Validate gathers every problem in the configuration.
 func (c *Config) Validate() error {
 	var errs []error
+	for _, sec := range c.secrets() {
+		if sec.value != "" && strings.TrimSpace(sec.value) == "" {
+			errs = append(errs, fmt.Errorf("%s (%s): only white space; a secret that short is guessed at once: give a real one, or leave it empty to switch the feature off", sec.key, sec.env))
+		}
+	}
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty; give an address such as :8080"))
 	}
@@ -437,10 +570,15 @@ type ClickHouseDSN struct {
 func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn: %w", err)
+		// url.Error quotes the whole DSN, password and all.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn: does not parse as a URL: %w", err)
 	}
 	if u.Scheme != "clickhouse" || u.Host == "" {
-		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: want clickhouse://host:port/database", dsn)
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: want clickhouse://host:port/database", u.Redacted())
 	}
 	db := strings.Trim(u.Path, "/")
 	if db == "" {
@@ -448,7 +586,7 @@ func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	}
 	for _, r := range db {
 		if !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: database name %q may hold only letters, digits and _", dsn, db)
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: database name %q may hold only letters, digits and _", u.Redacted(), db)
 		}
 	}
 	out := ClickHouseDSN{Addr: u.Host, Database: db, User: "default"}

@@ -168,12 +168,21 @@ func TestEnvNames(t *testing.T) {
 			cases = append(cases, envCase{name: name, changes: true})
 		}
 	}
+	seven := filepath.Join(t.TempDir(), "seven")
+	if err := os.WriteFile(seven, []byte("7\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			// 7 parses as every kind of value and is no default.
+			// 7 parses as every kind of value and is no default; a
+			// secret's file holds it.
+			value := "7"
+			if strings.HasSuffix(tc.name, FileSuffix) {
+				value = seven
+			}
 			cfg, err := Load("", func(k string) string {
 				if k == tc.name {
-					return "7"
+					return value
 				}
 				return ""
 			})
@@ -184,5 +193,88 @@ func TestEnvNames(t *testing.T) {
 				t.Errorf("%s=7 changed the configuration: %v, want %v", tc.name, changed, tc.changes)
 			}
 		})
+	}
+}
+
+// Every secret can come from a file (NAME_FILE): what it holds, less one
+// trailing line break, is the secret; a file that is missing or empty, or
+// setting both NAME and NAME_FILE, is an error naming the variable and
+// never holding the secret.
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	good := write("good", "s3cr3t-from-file\n")
+	empty := write("empty", "")
+	newline := write("newline", "\n")
+	spaces := write("spaces", "   \n")
+	chPassword := write("ch", "ch-pw\n")
+	cases := []struct {
+		name string
+		env  map[string]string
+		want func(Config) bool
+		err  string
+	}{
+		{name: "from a file", env: map[string]string{"DORAFLOW_GITHUB_WEBHOOK_SECRET_FILE": good},
+			want: func(c Config) bool { return c.GitHub.WebhookSecret == "s3cr3t-from-file" }},
+		{name: "missing file", env: map[string]string{"DORAFLOW_API_TOKEN_FILE": filepath.Join(dir, "absent")},
+			err: "config: DORAFLOW_API_TOKEN_FILE: open " + filepath.Join(dir, "absent") + ": no such file or directory"},
+		{name: "empty file", env: map[string]string{"DORAFLOW_CDEVENTS_TOKEN_FILE": empty},
+			err: "config: DORAFLOW_CDEVENTS_TOKEN_FILE: " + empty + " is empty; put the secret in it, or unset DORAFLOW_CDEVENTS_TOKEN_FILE"},
+		{name: "a line break only", env: map[string]string{"DORAFLOW_OPSGENIE_SECRET_FILE": newline},
+			err: "config: DORAFLOW_OPSGENIE_SECRET_FILE: " + newline + " is empty"},
+		{name: "both", env: map[string]string{"DORAFLOW_GITLAB_TOKEN": "x", "DORAFLOW_GITLAB_TOKEN_FILE": good},
+			err: "config: both DORAFLOW_GITLAB_TOKEN and DORAFLOW_GITLAB_TOKEN_FILE are set; set one"},
+		{name: "white space from a file", env: map[string]string{"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET_FILE": spaces},
+			err: "pagerduty.webhook_secret (DORAFLOW_PAGERDUTY_WEBHOOK_SECRET): only white space"},
+		{name: "one space", env: map[string]string{"DORAFLOW_GITHUB_WEBHOOK_SECRET": " "},
+			err: "github.webhook_secret (DORAFLOW_GITHUB_WEBHOOK_SECRET): only white space"},
+		{name: "clickhouse password into the DSN", env: map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://reader@ch:9000/dora",
+			"DORAFLOW_CLICKHOUSE_PASSWORD_FILE": chPassword},
+			want: func(c Config) bool { return c.ClickHouseDSN == "clickhouse://reader:ch-pw@ch:9000/dora" }},
+		{name: "clickhouse password, DSN without a user", env: map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://ch:9000/dora",
+			"DORAFLOW_CLICKHOUSE_PASSWORD": "p@ss"},
+			want: func(c Config) bool { return c.ClickHouseDSN == "clickhouse://default:p%40ss@ch:9000/dora" }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := Load("", func(k string) string { return tc.env[k] })
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, want an error with %q", err, tc.err)
+				}
+				if strings.Contains(err.Error(), "s3cr3t") {
+					t.Errorf("the error holds the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.want(cfg) {
+				t.Errorf("unexpected configuration: %+v", cfg)
+			}
+		})
+	}
+}
+
+// A DSN's password never reaches an error or a log line.
+func TestDSNErrorsHideThePassword(t *testing.T) {
+	for _, dsn := range []string{"http://u:hunter2@ch:9000/x", "clickhouse://u:hunter2@ch:9000/bad-name", "clickhouse://u:hunter2@ch:9000/%zz"} {
+		_, err := ParseClickHouseDSN(dsn)
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: %v", dsn, err)
+		}
+		if got := Redacted(dsn); strings.Contains(got, "hunter2") {
+			t.Errorf("Redacted(%s) = %s", dsn, got)
+		}
 	}
 }
