@@ -81,7 +81,7 @@ collector, waits until every event is processed and prints the per-team report.`
 			if err := r.WriteTable(out); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\nThe facts stay in %s: try `doraflow report --since %dd --format json` with the same DORAFLOW_CLICKHOUSE_DSN.\n", cfg.ClickHouseDSN, days)
+			fmt.Fprintf(out, "\nThe facts stay in %s: try `doraflow report --since %dd --format json` with the same DORAFLOW_CLICKHOUSE_DSN.\n", config.Redacted(cfg.ClickHouseDSN), days)
 			return nil
 		},
 	}

@@ -147,7 +147,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 		}
 	}
 	ok = true
-	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", cfg.ClickHouseDSN)
+	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", config.Redacted(cfg.ClickHouseDSN))
 	return s, nil
 }
 
@@ -291,7 +291,7 @@ func natsDesc(url string) string {
 	if url == "" {
 		return "embedded"
 	}
-	return url
+	return config.Redacted(url)
 }
 
 // mountCollectors serves each source that is configured; the others are

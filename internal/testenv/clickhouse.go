@@ -299,7 +299,8 @@ func writeClickHouseConfig(dir string, tcpPort int) error {
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)
+	users := fmt.Sprintf(usersXML, PasswordUser, xmlEscape(Password), ReaderUser, xmlEscape(ReaderPassword))
+	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644)
 }
 
 func xmlEscape(s string) string {
@@ -335,10 +336,29 @@ const configXML = `<?xml version="1.0"?>
 </yandex>
 `
 
+// Users of every test server beside default (which has no password): one
+// with a password and the default profile, for tests of credentials, and a
+// reader whose profile is read-only (what README "A read-only user"
+// describes for report and the dashboards).
+const (
+	PasswordUser   = "doraflow_pw"
+	Password       = "testenv-ch-password-5c1d"
+	ReaderUser     = "doraflow_reader"
+	ReaderPassword = "testenv-ch-reader-9e2b"
+)
+
+// AsUser is dsn (one ClickHouse returned) as user with password.
+func AsUser(dsn, user, password string) string {
+	return strings.Replace(dsn, "clickhouse://", "clickhouse://"+user+":"+password+"@", 1)
+}
+
 const usersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default></default>
+        <readonly>
+            <readonly>1</readonly>
+        </readonly>
     </profiles>
     <users>
         <default>
@@ -350,6 +370,24 @@ const usersXML = `<?xml version="1.0"?>
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <%[1]s>
+            <password>%[2]s</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </%[1]s>
+        <%[3]s>
+            <password>%[4]s</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </%[3]s>
     </users>
     <quotas>
         <default></default>

@@ -130,7 +130,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 				logger.Warn("bus disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
 	var err error
 	if opts.URL == "" {
