@@ -98,6 +98,10 @@ type Options struct {
 	// Budget bounds the body bytes held by all the handlers that share it
 	// (one per process); nil bounds nothing.
 	Budget *Budget
+	// Pressure bounds the deliveries publishing at once over the handlers
+	// that share it (one per process), and refuses deliveries while
+	// JetStream is at its limits; nil bounds nothing.
+	Pressure *Pressure
 }
 
 // Metric label values for event types that are not one of a source's
@@ -286,7 +290,19 @@ func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 	if err != nil {
 		return http.StatusInternalServerError, answer{Status: "error", Reason: err.Error()}
 	}
-	if err := h.pub.Publish(ctx, msgs); err != nil {
+	if err := h.opts.Pressure.acquire(); err != nil {
+		h.metrics.Errors.WithLabelValues("collector", "backpressure").Inc()
+		return http.StatusServiceUnavailable, answer{Status: "error", Reason: err.Error()}
+	}
+	err = h.pub.Publish(ctx, msgs)
+	h.opts.Pressure.record(err)
+	h.opts.Pressure.release()
+	if err != nil {
+		if bus.IsLimit(err) {
+			h.metrics.Errors.WithLabelValues("collector", "bus limits").Inc()
+			h.logger.Warn("JetStream refused the delivery for its limits; sender will retry", "delivery", id, "err", err)
+			return http.StatusServiceUnavailable, answer{Status: "error", Reason: "the event bus is at its limits (JetStream storage full), retry later"}
+		}
 		h.metrics.Errors.WithLabelValues("collector", "publish").Inc()
 		h.logger.Error("publish failed; sender will retry", "delivery", id, "err", err)
 		return http.StatusServiceUnavailable, answer{Status: "error", Reason: "event bus unavailable, retry later"}

@@ -78,7 +78,10 @@ type Options struct {
 	// larger messages go by reference (see PublishAll), as they do on an
 	// external server whose limit is lower.
 	MaxPayload int64
-	Logger     *slog.Logger
+	// MaxStore bounds the embedded server's JetStream file storage, in
+	// bytes; 0 leaves JetStream's default (most of the disk).
+	MaxStore int64
+	Logger   *slog.Logger
 }
 
 // maxEmbeddedPayload is NATS's default max_pending, which max_payload may
@@ -165,6 +168,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 		StoreDir:   filepath.Join(opts.DataDir, "jetstream"),
 		NoSigs:     true,
 		NoLog:      true,
+	}
+	if opts.MaxStore > 0 {
+		sopts.JetStreamMaxStore = opts.MaxStore
 	}
 	if opts.MaxPayload > 0 {
 		sopts.MaxPayload = int32(min(opts.MaxPayload, maxEmbeddedPayload))
@@ -456,4 +462,55 @@ func EventSubject(partition int, typ string) string {
 // its event types (never the event type as sent: see collectors/webhook).
 func RawSubject(source, kind string) string {
 	return "doraflow.raw." + Token(source) + "." + Token(kind)
+}
+
+// JetStream's error codes for a server or account out of storage or
+// memory (nats-server errors.json).
+const (
+	codeInsufficientResources = 10023
+	codeMemoryExceeded        = 10028
+	codeStorageExceeded       = 10047
+)
+
+// IsLimit reports whether err is JetStream refusing a publish because it
+// is at its limits: out of storage or memory, or a stream that discards
+// new messages full. Retrying at once cannot help; the sender should come
+// back later.
+func IsLimit(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeInsufficientResources, codeMemoryExceeded, codeStorageExceeded:
+			return true
+		}
+	}
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, s := range []string{"insufficient resources", "insufficient storage", "maximum bytes exceeded", "maximum messages exceeded", "resource limits exceeded"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// StorageFull reports, as an error, whether JetStream has no room left to
+// store: the account's storage limit reached, or (embedded) the server's.
+// nil when there is room or no limit is known.
+func (b *Bus) StorageFull(ctx context.Context) error {
+	info, err := b.JS.AccountInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	if max := info.Limits.MaxStore; max > 0 && int64(info.Store) >= max {
+		return fmt.Errorf("bus: JetStream storage full: the account stores %d bytes of its limit of %d", info.Store, max)
+	}
+	if b.server != nil {
+		if js, err := b.server.Jsz(nil); err == nil && js.Config.MaxStore > 0 && int64(js.Store) >= js.Config.MaxStore {
+			return fmt.Errorf("bus: JetStream storage full: the embedded server stores %d bytes of its limit of %d", js.Store, js.Config.MaxStore)
+		}
+	}
+	return nil
 }

@@ -173,8 +173,14 @@ type CollectorLimits struct {
 	// Retry-After without being read. Bodies are read before their
 	// signature can be checked, so this is what bounds the memory any
 	// sender can make the collector use.
-	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
-	PublishTimeout   time.Duration `yaml:"publish_timeout"`
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// MaxInflightPublishes bounds the deliveries a process publishes at
+	// once, over all sources: one more is answered 503 with Retry-After at
+	// once instead of waiting for a slot, so that a burst beyond what the
+	// bus takes is pushed back to the senders (which retry) rather than
+	// queued in memory.
+	MaxInflightPublishes int           `yaml:"max_inflight_publishes"`
+	PublishTimeout       time.Duration `yaml:"publish_timeout"`
 }
 
 // Processor tunes the stream processor.
@@ -218,9 +224,10 @@ func Default() Config {
 		IncidentLookback: 72 * time.Hour,
 		Collector: CollectorLimits{
 			// GitHub caps webhook payloads at 25 MB.
-			MaxBodyBytes:     25 << 20,
-			MaxInflightBytes: 256 << 20,
-			PublishTimeout:   10 * time.Second,
+			MaxBodyBytes:         25 << 20,
+			MaxInflightBytes:     256 << 20,
+			MaxInflightPublishes: 256,
+			PublishTimeout:       10 * time.Second,
 		},
 		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second,
 			Retention: Retention{Keep: 400 * 24 * time.Hour, Margin: 30 * 24 * time.Hour}},
@@ -363,6 +370,7 @@ func (c *Config) envVars() []envVar {
 			c.Collector.MaxInflightBytes = n
 			return nil
 		}},
+		{name: "DORAFLOW_MAX_INFLIGHT_PUBLISHES", set: setInt(&c.Collector.MaxInflightPublishes)},
 		{name: "DORAFLOW_PARTITIONS", set: setInt(&c.Processor.Partitions)},
 		{name: "DORAFLOW_NATS_REPLICAS", set: setInt(&c.NATS.Replicas)},
 	}
@@ -492,6 +500,12 @@ func (c *Config) Validate() error {
 	if c.Collector.MaxInflightBytes < c.Collector.MaxBodyBytes {
 		errs = append(errs, fmt.Errorf("collector.max_inflight_bytes: %d is less than collector.max_body_bytes (%d), so a body of the largest size allowed could never be read; raise it (default %d, 256 MiB)",
 			c.Collector.MaxInflightBytes, c.Collector.MaxBodyBytes, Default().Collector.MaxInflightBytes))
+	}
+	if c.Collector.MaxInflightPublishes < 1 {
+		errs = append(errs, fmt.Errorf("collector.max_inflight_publishes: %d; must be at least 1 (default %d)", c.Collector.MaxInflightPublishes, Default().Collector.MaxInflightPublishes))
+	}
+	if c.AdminListen != "" && c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		errs = append(errs, fmt.Errorf("admin_listen: %q is listen too; give another address, or leave it empty to serve the admin endpoints on listen", c.AdminListen))
 	}
 	if c.Collector.PublishTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("collector.publish_timeout: %s; must be positive", c.Collector.PublishTimeout))
