@@ -74,7 +74,7 @@ collector, waits until every event is processed and prints the per-team report.`
 			for _, t := range cfg.Teams {
 				names = append(names, t.Name)
 			}
-			r, err := report.Build(ctx, srv.Store, dora.Benchmark2023, end.Add(-time.Duration(days)*24*time.Hour), end.Add(time.Second), names, "")
+			r, err := report.Build(ctx, srv.Store(), dora.Benchmark2023, end.Add(-time.Duration(days)*24*time.Hour), end.Add(time.Second), names, "")
 			if err != nil {
 				return err
 			}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/testenv"
@@ -133,4 +136,47 @@ func TestServeLogsNoSecret(t *testing.T) {
 		t.Fatalf("the log lacks what the test made serve say:\n%s", log)
 	}
 	requireNoSecret(t, "serve's log", log, markers)
+}
+
+// `serve --role all` whose ClickHouse refuses its password starts anyway
+// (it exited with status 1 in 0.09 s), accepts webhooks, and retries; its
+// log and /readyz say why, and none of it holds the password.
+func TestServeStartsWhenClickHouseRefuses(t *testing.T) {
+	markers := secretMarkers()
+	const wrong = "marker-ch-wrong-password-1e2f"
+	markers["DORAFLOW_CLICKHOUSE_PASSWORD"] = wrong
+	env := append(secretEnv(t, markers), "DORAFLOW_CLICKHOUSE_DSN="+testenv.AsUser(testenv.ClickHouse(t), testenv.PasswordUser, "x"))
+	proc := startServe(t, "all", env...)
+	defer proc.stop()
+	base := "http://" + proc.addr
+	ping := githubtest.Delivery{Event: "ping", ID: "refused-ping", Body: []byte(`{"zen": "Half measures are as bad as nothing at all."}`)}
+	resp, err := http.DefaultClient.Do(githubtest.Request(base+"/webhooks/github", markers["DORAFLOW_GITHUB_WEBHOOK_SECRET"], ping))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("a webhook while ClickHouse refuses: %d, want 200", resp.StatusCode)
+	}
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(proc.logText(), "clickhouse still not reachable"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no retry logged within 15s:\n%s", proc.logText())
+		}
+	}
+	resp, err = http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(ready), "clickhouse: not reachable") {
+		t.Errorf("/readyz: %d %q", resp.StatusCode, ready)
+	}
+	proc.stop()
+	var exit *exec.ExitError
+	if proc.err != nil && !errors.As(proc.err, &exit) {
+		t.Errorf("serve ended with %v", proc.err)
+	}
+	requireNoSecret(t, "/readyz", string(ready), markers)
+	requireNoSecret(t, "serve's log", proc.logText(), markers)
 }

@@ -167,7 +167,7 @@ func reportOf(t *testing.T, srv *serve.Server, cfg config.Config) report.Report 
 	for _, tm := range cfg.Teams {
 		teams = append(teams, tm.Name)
 	}
-	r, err := report.Build(ctx, srv.Store, dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), teams, "")
+	r, err := report.Build(ctx, srv.Store(), dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), teams, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestRestartConverges(t *testing.T) {
 	defer stop(srv)
 	// A clean stop snapshots the state as written: the restart folds
 	// nothing again and reads no stored fact.
-	if st := srv.Processor.Rebuilt(); !st.FromSnapshot || st.Events != 0 || st.Remembered != 0 {
+	if st := srv.Processor().Rebuilt(); !st.FromSnapshot || st.Events != 0 || st.Remembered != 0 {
 		t.Errorf("restart rebuilt %+v; want it from a snapshot, nothing refolded or read", st)
 	}
 	for _, d := range deliveries[9:] {

@@ -52,7 +52,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	}
 	opts.Partition = 0
 	opts.Clock = func() time.Time { return time.Now().Add(-time.Hour) }
-	successor := processor.New(nats.JS, srv.Store, opts, telemetry.New(), quiet())
+	successor := processor.New(nats.JS, srv.Store(), opts, telemetry.New(), quiet())
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ran := make(chan error, 1)

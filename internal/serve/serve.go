@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,26 +48,52 @@ func ParseRole(s string) (Role, error) {
 
 // Server is a running doraflow.
 type Server struct {
-	cfg       config.Config
-	role      Role
-	logger    *slog.Logger
-	Metrics   *telemetry.Metrics
-	Bus       *bus.Bus
-	Store     *clickhouse.Store
-	Processor *processor.Manager
+	cfg      config.Config
+	role     Role
+	logger   *slog.Logger
+	Metrics  *telemetry.Metrics
+	Bus      *bus.Bus
+	pressure *webhook.Pressure
+	// store and processor are set once ClickHouse answers, which may be
+	// after Start returned (see connectStore).
+	store     atomic.Pointer[clickhouse.Store]
+	processor atomic.Pointer[processor.Manager]
+	// storeDown is why ClickHouse was last not reachable, while the
+	// processor waits for it; nil once it is.
+	storeDown atomic.Pointer[storeWait]
 	listener  net.Listener
-	http      *http.Server
+	admin     net.Listener
+	servers   []*http.Server
 	wg        sync.WaitGroup
 	errc      chan error
 	cancel    context.CancelFunc
+	routes    []Route
 }
 
+// storeWait is what /readyz says while the processor waits for ClickHouse.
+type storeWait struct {
+	err     error
+	attempt int
+	next    time.Duration
+}
+
+// Store is the fact store, once ClickHouse answered (nil before, and in a
+// collector).
+func (s *Server) Store() *clickhouse.Store { return s.store.Load() }
+
+// Processor is the processor, once ClickHouse answered (nil before, and in
+// a collector).
+func (s *Server) Processor() *processor.Manager { return s.processor.Load() }
+
 // Start brings up the parts of role and returns once they serve. Stop ends
-// them.
+// them. A processor whose ClickHouse does not answer at start does not hold
+// the collectors up: it retries with backoff in the background, and says
+// so in the log and on /readyz.
 func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) (*Server, error) {
-	// One slot per part that can fail (HTTP, processor, layout watch, bus
-	// connection), so that none blocks on reporting.
-	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 4)}
+	// One slot per part that can fail (HTTP and admin HTTP, processor,
+	// layout watch, bus connection), so that none blocks on reporting.
+	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 5),
+		pressure: webhook.NewPressure(cfg.Collector.MaxInflightPublishes)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -92,63 +119,146 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	if err := checkLayout(ctx, s.Bus.JS, cfg.Processor.Partitions, role); err != nil {
 		return nil, err
 	}
+	var popts processor.Options
 	if role != RoleCollector {
-		s.Store, err = clickhouse.Open(ctx, cfg.ClickHouseDSN, logger)
-		if err != nil {
-			return nil, err
-		}
-		s.Store.OnCluster(cfg.ClickHouse.Cluster)
-		if err := Migrate(ctx, s.Bus, s.Store, cfg.NATS.Replicas); err != nil {
+		if popts, err = ProcessorOptions(cfg); err != nil {
 			return nil, err
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
+	admin := mux
+	if cfg.AdminListen != "" {
+		admin = http.NewServeMux()
+	}
+	admin.HandleFunc("GET /healthz", s.healthz)
+	admin.HandleFunc("GET /readyz", s.readyz(role))
+	admin.HandleFunc("GET /readyz/collector", s.readyz(RoleCollector))
+	admin.HandleFunc("GET /readyz/processor", s.readyz(RoleProcessor))
+	admin.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}))
 	if role != RoleProcessor {
 		if err := s.mountCollectors(mux); err != nil {
 			return nil, err
 		}
 	}
-	if role != RoleCollector {
-		popts, err := ProcessorOptions(cfg)
-		if err != nil {
-			return nil, err
-		}
-		s.Processor = processor.NewManager(s.Bus.JS, s.Store, popts, s.Metrics, logger)
-	}
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen %s: %w", cfg.Listen, err)
 	}
-	s.http = webhook.NewServer(cfg.Listen, mux)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := s.http.Serve(s.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- fmt.Errorf("serve: http: %w", err)
+	s.serveHTTP(s.listener, mux)
+	if cfg.AdminListen != "" {
+		s.admin, err = net.Listen("tcp", cfg.AdminListen)
+		if err != nil {
+			return nil, fmt.Errorf("serve: listen %s (admin_listen): %w", cfg.AdminListen, err)
 		}
-	}()
+		s.serveHTTP(s.admin, admin)
+	}
 	if role != RoleCollector {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := s.Processor.Run(bg); err != nil {
-				s.errc <- err
+		if err := s.openStore(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil, err
 			}
-		}()
-		select {
-		case <-s.Processor.Ready():
-		case err := <-s.errc:
-			return nil, err
-		case <-ctx.Done():
-			return nil, ctx.Err()
+			wait := &storeWait{err: err, attempt: 1, next: storeRetryFirst}
+			s.storeDown.Store(wait)
+			logger.Warn("clickhouse not reachable at start: the processor retries with backoff; the collectors serve meanwhile",
+				"err", err, "retry_in", wait.next)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.connectStore(bg, popts)
+			}()
+		} else {
+			s.runProcessor(bg, popts)
+			select {
+			case <-s.Processor().Ready():
+			case err := <-s.errc:
+				return nil, err
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
 	ok = true
-	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", config.Redacted(cfg.ClickHouseDSN))
+	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "admin", s.AdminAddr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", config.Redacted(cfg.ClickHouseDSN))
+	if role != RoleProcessor && len(s.routes) == 0 {
+		logger.Warn("every source is disabled: no webhook is accepted; set a source's secret (see README \"Connect your sources\")")
+	}
 	return s, nil
+}
+
+// serveHTTP serves h on ln until Stop.
+func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
+	srv := webhook.NewServer(ln.Addr().String(), h)
+	s.servers = append(s.servers, srv)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.errc <- fmt.Errorf("serve: http %s: %w", ln.Addr(), err)
+		}
+	}()
+}
+
+// openStore connects to ClickHouse and applies the migrations.
+func (s *Server) openStore(ctx context.Context) error {
+	store, err := clickhouse.Open(ctx, s.cfg.ClickHouseDSN, s.logger)
+	if err != nil {
+		return err
+	}
+	store.OnCluster(s.cfg.ClickHouse.Cluster)
+	if err := Migrate(ctx, s.Bus, store, s.cfg.NATS.Replicas); err != nil {
+		_ = store.Close()
+		return err
+	}
+	s.store.Store(store)
+	return nil
+}
+
+// The processor's retries while ClickHouse does not answer: doubling from
+// the first to the last, which it keeps.
+const (
+	storeRetryFirst = time.Second
+	storeRetryLast  = 30 * time.Second
+)
+
+// connectStore retries openStore with backoff until it succeeds or ctx is
+// done, then runs the processor.
+func (s *Server) connectStore(ctx context.Context, popts processor.Options) {
+	wait := s.storeDown.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait.next):
+		}
+		attemptCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.openStore(attemptCtx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait = &storeWait{err: err, attempt: wait.attempt + 1, next: min(2*wait.next, storeRetryLast)}
+		s.storeDown.Store(wait)
+		s.logger.Warn("clickhouse still not reachable: the processor waits", "err", err, "attempt", wait.attempt, "retry_in", wait.next)
+	}
+	s.storeDown.Store(nil)
+	s.logger.Info("clickhouse reachable: the processor starts", "attempts", wait.attempt+1)
+	s.runProcessor(ctx, popts)
+}
+
+// runProcessor starts the processor on the store.
+func (s *Server) runProcessor(ctx context.Context, popts processor.Options) {
+	p := processor.NewManager(s.Bus.JS, s.Store(), popts, s.Metrics, s.logger)
+	s.processor.Store(p)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := p.Run(ctx); err != nil {
+			s.errc <- err
+		}
+	}()
 }
 
 // Run serves role until ctx is done or a part fails, then stops it (within
@@ -302,7 +412,8 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 		PublishTimeout: s.cfg.Collector.PublishTimeout,
 		Partitions:     s.cfg.Processor.Partitions,
 		// One budget for every source: it bounds the process.
-		Budget: webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
+		Budget:   webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
+		Pressure: s.pressure,
 	}
 	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
 		return bus.PublishAll(ctx, s.Bus.JS, msgs)
@@ -317,31 +428,85 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 	for _, r := range routes {
 		mux.Handle(r.Path, webhook.NewHandler(r.Source, pub, opts, s.Metrics, s.logger))
 	}
+	s.routes = routes
 	return nil
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	var problems []error
-	if err := s.Bus.Ready(ctx); err != nil {
-		problems = append(problems, err)
-	}
-	if s.Store != nil {
-		if err := s.Store.Ready(ctx); err != nil {
-			problems = append(problems, err)
+// readyBudget bounds each of /readyz's checks, on its own: a stalled bus
+// must not make ClickHouse look down, nor the other way round.
+const readyBudget = 2 * time.Second
+
+// readyz says whether the parts of role are ready, each check with its own
+// budget and its own reason: the bus answers and has room (every role),
+// ClickHouse answers and the processor consumes (a processor). A part role
+// names that this process does not run is 404.
+func (s *Server) readyz(role Role) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		collector, proc := role != RoleProcessor, role != RoleCollector
+		if collector && s.role == RoleProcessor || proc && s.role == RoleCollector {
+			http.Error(w, "this process does not run that part (--role "+string(s.role)+")", http.StatusNotFound)
+			return
 		}
+		checks := []func(context.Context) error{s.busReady(collector)}
+		if proc {
+			checks = append(checks, s.storeReady, s.processorReady)
+		}
+		problems := make([]error, len(checks))
+		var wg sync.WaitGroup
+		for i, check := range checks {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(r.Context(), readyBudget)
+				defer cancel()
+				problems[i] = check(ctx)
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(problems...); err != nil {
+			http.Error(w, "not ready\n"+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
 	}
-	// A processor is ready once the workers it owns have rebuilt their
-	// state and consume.
-	if s.Processor != nil && s.Processor.Rebuilding() {
-		problems = append(problems, errors.New("processor: rebuilding its state"))
+}
+
+// busReady: the bus answers and has room to store; for a collector, also
+// JetStream has not just refused its publishes for its limits.
+func (s *Server) busReady(collector bool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := s.Bus.Ready(ctx); err != nil {
+			return err
+		}
+		if collector {
+			if err := s.pressure.Limited(); err != nil {
+				return err
+			}
+		}
+		return s.Bus.StorageFull(ctx)
 	}
-	if err := errors.Join(problems...); err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
+}
+
+func (s *Server) storeReady(ctx context.Context) error {
+	if w := s.storeDown.Load(); w != nil {
+		return fmt.Errorf("clickhouse: not reachable (%d attempts, next in %s): %w", w.attempt, w.next, w.err)
 	}
-	_, _ = w.Write([]byte("ready\n"))
+	store := s.Store()
+	if store == nil {
+		return errors.New("clickhouse: not connected yet")
+	}
+	return store.Ready(ctx)
+}
+
+// processorReady: the workers this process owns have rebuilt their state
+// and consume.
+func (s *Server) processorReady(context.Context) error {
+	p := s.Processor()
+	switch {
+	case p == nil:
+		return errors.New("processor: waiting for clickhouse")
+	case p.Rebuilding():
+		return errors.New("processor: rebuilding its state")
+	}
+	return nil
 }
 
 // Addr is the address the HTTP server listens on.
@@ -352,14 +517,23 @@ func (s *Server) Addr() string {
 	return s.listener.Addr().String()
 }
 
+// AdminAddr is where /metrics, /healthz and /readyz are served: Addr unless
+// admin_listen is set.
+func (s *Server) AdminAddr() string {
+	if s.admin == nil {
+		return s.Addr()
+	}
+	return s.admin.Addr().String()
+}
+
 // Err delivers the first fatal error of a running part.
 func (s *Server) Err() <-chan error { return s.errc }
 
 // Stop shuts the HTTP server down (finishing requests in flight), stops the
 // processor and closes the bus and store. Safe on a partly started Server.
 func (s *Server) Stop(ctx context.Context) {
-	if s.http != nil {
-		_ = s.http.Shutdown(ctx)
+	for _, srv := range s.servers {
+		_ = srv.Shutdown(ctx)
 	}
 	if s.cancel != nil {
 		s.cancel()
@@ -368,18 +542,27 @@ func (s *Server) Stop(ctx context.Context) {
 	if s.Bus != nil {
 		s.Bus.Close()
 	}
-	if s.Store != nil {
-		_ = s.Store.Close()
+	if store := s.Store(); store != nil {
+		_ = store.Close()
 	}
 }
 
 // WaitIdle waits until the processor has processed everything on the bus.
 func (s *Server) WaitIdle(ctx context.Context) error {
-	if s.Processor == nil {
+	if s.role == RoleCollector {
 		return errors.New("serve: no processor in this role")
 	}
 	for {
-		idle, err := s.Processor.Idle(ctx)
+		p := s.Processor()
+		if p == nil {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("serve: waiting for the processor (clickhouse not reachable): %w", ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		idle, err := p.Idle(ctx)
 		if err == nil && idle {
 			return nil
 		}
