@@ -412,8 +412,10 @@ func (s *Server) mountCollectors(mux *http.ServeMux) error {
 		PublishTimeout: s.cfg.Collector.PublishTimeout,
 		Partitions:     s.cfg.Processor.Partitions,
 		// One budget for every source: it bounds the process.
-		Budget:   webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
-		Pressure: s.pressure,
+		Budget:       webhook.NewBudget(s.cfg.Collector.MaxInflightBytes),
+		Pressure:     s.pressure,
+		Retention:    s.cfg.Processor.Retention.Keep,
+		RetentionLog: webhook.NewThrottle(time.Hour),
 	}
 	pub := webhook.PublisherFunc(func(ctx context.Context, msgs []*nats.Msg) error {
 		return bus.PublishAll(ctx, s.Bus.JS, msgs)
