@@ -250,7 +250,8 @@ func (s *Server) connectStore(ctx context.Context, popts processor.Options) {
 
 // runProcessor starts the processor on the store.
 func (s *Server) runProcessor(ctx context.Context, popts processor.Options) {
-	p := processor.NewManager(s.Bus.JS, s.Store(), popts, s.Metrics, s.logger)
+	store := newObservedStore(s.Store(), s.Metrics.CommittedAfterDeployment)
+	p := processor.NewManager(s.Bus.JS, store, popts, s.Metrics, s.logger)
 	s.processor.Store(p)
 	s.wg.Add(1)
 	go func() {
