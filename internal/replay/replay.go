@@ -50,6 +50,17 @@ type countingStore struct {
 	rows atomic.Int64
 }
 
+// WritePipeline passes the processors' pipeline counts on to a store that
+// keeps them (sinks/clickhouse's does), as if it were not wrapped.
+func (s *countingStore) WritePipeline(ctx context.Context, counts []telemetry.PipelineCount) error {
+	if w, ok := s.Store.(interface {
+		WritePipeline(ctx context.Context, counts []telemetry.PipelineCount) error
+	}); ok {
+		return w.WritePipeline(ctx, counts)
+	}
+	return nil
+}
+
 func (s *countingStore) Write(ctx context.Context, f correlate.Facts, version uint64) error {
 	if err := s.Store.Write(ctx, f, version); err != nil {
 		return err
