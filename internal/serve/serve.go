@@ -100,6 +100,9 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			s.Stop(context.Background())
 		}
 	}()
+	for _, w := range cfg.Warnings() {
+		logger.Warn("configuration: " + w)
+	}
 	var err error
 	s.Bus, err = bus.Open(ctx, BusOptions(cfg, logger))
 	if err != nil {
@@ -210,7 +213,24 @@ func (s *Server) openStore(ctx context.Context) error {
 		return err
 	}
 	s.store.Store(store)
+	s.warnUnmatchedGlobs(ctx, store)
 	return nil
+}
+
+// warnUnmatchedGlobs logs the team globs that match none of the
+// repositories and services the store knows.
+func (s *Server) warnUnmatchedGlobs(ctx context.Context, store *clickhouse.Store) {
+	if len(s.cfg.Teams) == 0 {
+		return
+	}
+	entities, err := store.Entities(ctx)
+	if err != nil {
+		s.logger.Warn("could not check the team globs against the repositories seen", "err", err)
+		return
+	}
+	for _, w := range s.cfg.UnmatchedGlobs(entities) {
+		s.logger.Warn("configuration: " + w)
+	}
 }
 
 // The processor's retries while ClickHouse does not answer: doubling from

@@ -648,3 +648,68 @@ func (c *Config) match(name string, patterns func(Team) []string) string {
 	}
 	return Unassigned
 }
+
+// Warnings are what in the configuration is valid but likely a mistake,
+// for the log at start: a repos glob without a slash, which no owner/name
+// (or group/project) path matches.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, t := range c.Teams {
+		for _, p := range t.Repos {
+			if staticallyUnmatched(p) {
+				out = append(out, fmt.Sprintf("team %s: repos glob %q matches no repository: repositories are owner/name (or group/project) paths; write e.g. \"acme/%s\"", t.Name, p, p))
+			}
+		}
+	}
+	return out
+}
+
+// UnmatchedGlobs are warnings for the team globs that match none of the
+// repositories and services doraflow has seen (entities as "repo:owner/name"
+// and "service:name"): a typo leaves a team empty and its work unassigned.
+// Nothing is said when nothing has been seen yet.
+func (c *Config) UnmatchedGlobs(entities []string) []string {
+	var repos, services []string
+	for _, e := range entities {
+		if r, ok := strings.CutPrefix(e, "repo:"); ok {
+			repos = append(repos, r)
+		} else if s, ok := strings.CutPrefix(e, "service:"); ok {
+			services = append(services, s)
+		}
+	}
+	matchesAny := func(p string, names []string) bool {
+		for _, n := range names {
+			if ok, _ := doublestar.Match(p, n); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, t := range c.Teams {
+		if len(repos) > 0 {
+			for _, p := range t.Repos {
+				if staticallyUnmatched(p) {
+					continue // Warnings says so
+				}
+				if !matchesAny(p, repos) {
+					out = append(out, fmt.Sprintf("team %s: repos glob %q matches none of the %d repositories seen so far", t.Name, p, len(repos)))
+				}
+			}
+		}
+		if len(services) > 0 {
+			for _, p := range t.Services {
+				if !matchesAny(p, services) {
+					out = append(out, fmt.Sprintf("team %s: services glob %q matches none of the %d services seen so far", t.Name, p, len(services)))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// staticallyUnmatched reports whether a repos glob can match no
+// owner/name path: it has no slash and no **.
+func staticallyUnmatched(p string) bool {
+	return !strings.Contains(p, "/") && !strings.Contains(p, "**")
+}

@@ -278,3 +278,25 @@ func TestDSNErrorsHideThePassword(t *testing.T) {
 		}
 	}
 }
+
+func TestGlobWarnings(t *testing.T) {
+	cfg := Default()
+	cfg.Teams = []Team{
+		{Name: "payments", Repos: []string{"acme/pay-*", "pay-api"}, Services: []string{"payments-*"}},
+		{Name: "infra", Repos: []string{"acme/infra", "**/terraform-*"}, Services: []string{"pagerduty-infra"}},
+	}
+	if got, want := cfg.Warnings(), []string{`team payments: repos glob "pay-api" matches no repository: repositories are owner/name (or group/project) paths; write e.g. "acme/pay-api"`}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings: %q, want %q", got, want)
+	}
+	if got := cfg.UnmatchedGlobs(nil); len(got) != 0 {
+		t.Errorf("with nothing seen: %q", got)
+	}
+	got := cfg.UnmatchedGlobs([]string{"repo:acme/pay-api", "repo:acme/infra", "service:payments-api", "service:acme/infra"})
+	want := []string{
+		`team infra: repos glob "**/terraform-*" matches none of the 2 repositories seen so far`,
+		`team infra: services glob "pagerduty-infra" matches none of the 2 services seen so far`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("UnmatchedGlobs:\n%q\nwant\n%q", got, want)
+	}
+}
