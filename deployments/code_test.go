@@ -28,14 +28,29 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_MAX_INFLIGHT_BYTES": true,
 	"DORAFLOW_CLICKHOUSE_CLUSTER": true,
 	"DORAFLOW_ADMIN_LISTEN":       true,
+	// NATS credentials and TLS by file: the files are secrets, their paths
+	// are not.
+	"DORAFLOW_NATS_USER":              true,
+	"DORAFLOW_NATS_NKEY_SEED_FILE":    true,
+	"DORAFLOW_NATS_CREDS_FILE":        true,
+	"DORAFLOW_NATS_TLS_CA_FILE":       true,
+	"DORAFLOW_NATS_TLS_CERT_FILE":     true,
+	"DORAFLOW_NATS_TLS_KEY_FILE":      true,
+	"DORAFLOW_NATS_TLS_SERVER_NAME":   true,
+	"DORAFLOW_MAX_INFLIGHT_PUBLISHES": true,
 }
 
 // alternativeSecrets are secrets the manifests need not pass, since what
 // they hold reaches doraflow another way: a secret's NAME_FILE (a file
-// mounted instead of a variable set), and the ClickHouse password, which
-// the DSN the manifests pass can carry.
+// mounted instead of a variable set), the ClickHouse password, which the
+// DSN the manifests pass can carry, and the NATS password and token, which
+// the NATS URL can carry.
 func alternativeSecret(name string) bool {
-	return strings.HasSuffix(name, config.FileSuffix) || name == "DORAFLOW_CLICKHOUSE_PASSWORD"
+	switch name {
+	case "DORAFLOW_CLICKHOUSE_PASSWORD", "DORAFLOW_NATS_PASSWORD", "DORAFLOW_NATS_TOKEN":
+		return true
+	}
+	return strings.HasSuffix(name, config.FileSuffix)
 }
 
 // envNames is every variable a manifest may set on a doraflow container:

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/testenv"
 )
@@ -179,4 +181,63 @@ func TestServeStartsWhenClickHouseRefuses(t *testing.T) {
 	}
 	requireNoSecret(t, "/readyz", string(ready), markers)
 	requireNoSecret(t, "serve's log", proc.logText(), markers)
+}
+
+// natsWithPassword is an external JetStream server that takes one user.
+func natsWithPassword(t *testing.T, user, password string) string {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, Username: user, Password: password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(s.Shutdown)
+	return s.ClientURL()
+}
+
+// A collector authenticates to an external NATS with the password from its
+// file; with a wrong one it exits at once with status 1, saying the server
+// refused it, and neither log holds the password.
+func TestServeNATSPassword(t *testing.T) {
+	const right, wrong = "marker-nats-pw-a41c", "marker-nats-wrong-pw-77d0"
+	url := natsWithPassword(t, "doraflow", right)
+	dir := t.TempDir()
+	file := func(name, value string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	markers := map[string]string{"right password": right, "wrong password": wrong}
+	proc := startServe(t, "collector", "DORAFLOW_NATS_URL="+url, "DORAFLOW_NATS_USER=doraflow",
+		"DORAFLOW_NATS_PASSWORD_FILE="+file("right", right), "DORAFLOW_GITHUB_WEBHOOK_SECRET=s")
+	resp, err := http.Get("http://" + proc.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz of a collector with the right password: %d", resp.StatusCode)
+	}
+	proc.stop()
+	requireNoSecret(t, "serve's log", proc.logText(), markers)
+
+	cmd := exec.Command(os.Args[0], "serve", "--role", "collector")
+	cmd.Env = append(os.Environ(), beMain+"=1", "DORAFLOW_LISTEN=127.0.0.1:0", "DORAFLOW_DATA_DIR="+t.TempDir(),
+		"DORAFLOW_NATS_URL="+url, "DORAFLOW_NATS_USER=doraflow", "DORAFLOW_NATS_PASSWORD_FILE="+file("wrong", wrong))
+	begun := time.Now()
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "Authorization Violation") {
+		t.Errorf("serve with a wrong NATS password: %v, want exit status 1 saying the server refused it:\n%s", err, out)
+	}
+	if took := time.Since(begun); took > 10*time.Second {
+		t.Errorf("the refusal took %s", took)
+	}
+	requireNoSecret(t, "serve's output", string(out), markers)
 }

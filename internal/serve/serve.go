@@ -414,7 +414,12 @@ func BusOptions(cfg config.Config, logger *slog.Logger) bus.Options {
 	limit := func(l config.StreamLimit) bus.StreamLimit {
 		return bus.StreamLimit{MaxAge: l.MaxAge, MaxBytes: l.MaxBytes}
 	}
-	return bus.Options{URL: cfg.NATSURL, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom,
+	n := cfg.NATS
+	auth := bus.Auth{User: n.User, Password: n.Password, Token: n.Token, NKeySeedFile: n.NKeySeedFile, CredsFile: n.CredsFile}
+	if n.TLS.Set() {
+		auth.TLS = &bus.TLS{CAFile: n.TLS.CAFile, CertFile: n.TLS.CertFile, KeyFile: n.TLS.KeyFile, ServerName: n.TLS.ServerName}
+	}
+	return bus.Options{URL: cfg.NATSURL, Auth: auth, DataDir: cfg.DataDir, MaxPayload: cfg.Collector.MaxBodyBytes + headerRoom,
 		Replicas: cfg.NATS.Replicas, Limits: bus.Limits{Raw: limit(raw), Events: limit(events), DeadLetter: limit(deadLetter)}, Logger: logger}
 }
 

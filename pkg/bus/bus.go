@@ -6,6 +6,8 @@ package bus
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,10 +80,64 @@ type Options struct {
 	// larger messages go by reference (see PublishAll), as they do on an
 	// external server whose limit is lower.
 	MaxPayload int64
+	// Auth is how to authenticate to the external server at URL.
+	Auth Auth
 	// MaxStore bounds the embedded server's JetStream file storage, in
 	// bytes; 0 leaves JetStream's default (most of the disk).
 	MaxStore int64
 	Logger   *slog.Logger
+}
+
+// Auth is how doraflow authenticates to an external NATS server, as
+// nats.go supports it: at most one of user and password, a token, an NKey
+// seed file or a .creds file; and TLS.
+type Auth struct {
+	User, Password string
+	Token          string
+	NKeySeedFile   string
+	CredsFile      string
+	TLS            *TLS
+}
+
+// TLS is a TLS connection's settings: the CA file that signed the server's
+// certificate (empty: the system's roots), a client certificate and key,
+// and the name the server's certificate must bear.
+type TLS struct {
+	CAFile, CertFile, KeyFile string
+	ServerName                string
+}
+
+// options are a's connection options.
+func (a Auth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.Token != "" {
+		opts = append(opts, nats.Token(a.Token))
+	}
+	if a.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
+		if err != nil {
+			// The error names the file, never the seed.
+			return nil, fmt.Errorf("bus: nkey seed file %s: %w", a.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if a.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	}
+	if t := a.TLS; t != nil {
+		// Secure first: it sets the TLS configuration the others fill in.
+		opts = append(opts, nats.Secure(&tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}))
+		if t.CAFile != "" {
+			opts = append(opts, nats.RootCAs(t.CAFile))
+		}
+		if t.CertFile != "" {
+			opts = append(opts, nats.ClientCert(t.CertFile, t.KeyFile))
+		}
+	}
+	return opts, nil
 }
 
 // maxEmbeddedPayload is NATS's default max_pending, which max_payload may
@@ -143,7 +199,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}
 		b.Conn, err = nats.Connect(b.server.ClientURL(), append(conOpts, nats.InProcessServer(b.server))...)
 	} else {
-		b.Conn, err = nats.Connect(opts.URL, append(conOpts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
+		auth, aerr := opts.Auth.options()
+		if aerr != nil {
+			b.Close()
+			return nil, aerr
+		}
+		b.Conn, err = connectExternal(ctx, opts.URL, append(append(conOpts, auth...), nats.MaxReconnects(-1)))
 	}
 	if err != nil {
 		b.Close()
@@ -159,6 +220,50 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// connectRetry is how long a start waits between attempts to reach an
+// external server that does not answer.
+const connectRetry = time.Second
+
+// connectExternal connects to an external server, retrying while it is
+// not reachable (until ctx is done), and failing at once on what a retry
+// cannot cure: credentials refused, a certificate not trusted. Once
+// connected, the connection reconnects on its own (MaxReconnects -1).
+func connectExternal(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, error) {
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if permanentConnectError(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (still not reachable when the start gave up: %w)", err, ctx.Err())
+		case <-time.After(connectRetry):
+		}
+	}
+}
+
+// permanentConnectError reports whether a failed connect would fail again
+// the same way: the server refused the credentials, or TLS failed.
+func permanentConnectError(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrNkeysNotSupported) {
+		return true
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var recordHeader tls.RecordHeaderError
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &recordHeader) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "authorization violation") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") ||
+		strings.Contains(msg, "loading") || strings.Contains(msg, "parsing") || strings.Contains(msg, "no such file")
 }
 
 func startEmbedded(opts Options) (*server.Server, error) {

@@ -74,6 +74,50 @@ type NATS struct {
 	Raw        StreamLimit `yaml:"raw"`
 	Events     StreamLimit `yaml:"events"`
 	DeadLetter StreamLimit `yaml:"dead_letter"`
+
+	// How doraflow authenticates to an external NATS (nats_url): at most
+	// one of user and password, a token, an NKey seed file, or a .creds
+	// file (a JWT and its seed, as nsc writes it).
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	Token        string `yaml:"token"`
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	CredsFile    string `yaml:"creds_file"`
+	TLS          TLS    `yaml:"tls"`
+}
+
+// TLS configures a TLS connection: the CA that signed the server's
+// certificate (empty: the system's), a client certificate and key for
+// servers that verify clients, and the name the server's certificate
+// must bear when it is not the host dialled.
+type TLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Set reports whether any TLS setting is given: TLS is then on.
+func (t TLS) Set() bool {
+	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+// validate checks the TLS settings under key.
+func (t TLS) validate(key string) []error {
+	var errs []error
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("%s: cert_file and key_file go together: give both, or neither", key))
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%s: %w", key, f.name, err))
+		}
+	}
+	return errs
 }
 
 // StreamLimit bounds a stream: older messages are discarded, and past
@@ -81,6 +125,43 @@ type NATS struct {
 type StreamLimit struct {
 	MaxAge   time.Duration `yaml:"max_age"`
 	MaxBytes int64         `yaml:"max_bytes"`
+}
+
+// validateAuth checks the credentials and TLS settings: one way to
+// authenticate, and only towards an external server.
+func (n NATS) validateAuth(url string) []error {
+	var errs []error
+	var ways []string
+	if n.User != "" || n.Password != "" {
+		ways = append(ways, "user/password")
+		if n.User == "" || n.Password == "" {
+			errs = append(errs, errors.New("nats.user and nats.password go together: give both, or neither"))
+		}
+	}
+	if n.Token != "" {
+		ways = append(ways, "token")
+	}
+	if n.NKeySeedFile != "" {
+		ways = append(ways, "nkey_seed_file")
+	}
+	if n.CredsFile != "" {
+		ways = append(ways, "creds_file")
+	}
+	if len(ways) > 1 {
+		errs = append(errs, fmt.Errorf("nats: %s are set; authenticate one way", strings.Join(ways, ", ")))
+	}
+	if (len(ways) > 0 || n.TLS.Set()) && url == "" {
+		errs = append(errs, errors.New("nats: credentials or TLS are set, but nats_url is empty: the embedded server is in-process and takes neither; set nats_url to the external server"))
+	}
+	for _, f := range []struct{ name, path string }{{"nkey_seed_file", n.NKeySeedFile}, {"creds_file", n.CredsFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("nats.%s: %w", f.name, err))
+		}
+	}
+	return append(errs, n.TLS.validate("nats.tls")...)
 }
 
 // deadLetterAge is how long dead letters stay for an operator to look at.
@@ -354,6 +435,15 @@ func (c *Config) envVars() []envVar {
 		secret("DORAFLOW_CLICKHOUSE_DSN", &c.ClickHouseDSN),
 		secret("DORAFLOW_CLICKHOUSE_PASSWORD", &c.ClickHouse.Password),
 		{name: "DORAFLOW_CLICKHOUSE_CLUSTER", set: setString(&c.ClickHouse.Cluster)},
+		{name: "DORAFLOW_NATS_USER", set: setString(&c.NATS.User)},
+		secret("DORAFLOW_NATS_PASSWORD", &c.NATS.Password),
+		secret("DORAFLOW_NATS_TOKEN", &c.NATS.Token),
+		{name: "DORAFLOW_NATS_NKEY_SEED_FILE", set: setString(&c.NATS.NKeySeedFile)},
+		{name: "DORAFLOW_NATS_CREDS_FILE", set: setString(&c.NATS.CredsFile)},
+		{name: "DORAFLOW_NATS_TLS_CA_FILE", set: setString(&c.NATS.TLS.CAFile)},
+		{name: "DORAFLOW_NATS_TLS_CERT_FILE", set: setString(&c.NATS.TLS.CertFile)},
+		{name: "DORAFLOW_NATS_TLS_KEY_FILE", set: setString(&c.NATS.TLS.KeyFile)},
+		{name: "DORAFLOW_NATS_TLS_SERVER_NAME", set: setString(&c.NATS.TLS.ServerName)},
 		secret("DORAFLOW_GITHUB_WEBHOOK_SECRET", &c.GitHub.WebhookSecret),
 		secret("DORAFLOW_GITHUB_TOKEN", &c.GitHub.Token),
 		secret("DORAFLOW_GITLAB_TOKEN", &c.GitLab.Token),
@@ -454,6 +544,8 @@ func (c *Config) secrets() []struct {
 		value    string
 	}{
 		{"clickhouse.password", "DORAFLOW_CLICKHOUSE_PASSWORD", c.ClickHouse.Password},
+		{"nats.password", "DORAFLOW_NATS_PASSWORD", c.NATS.Password},
+		{"nats.token", "DORAFLOW_NATS_TOKEN", c.NATS.Token},
 		{"github.webhook_secret", "DORAFLOW_GITHUB_WEBHOOK_SECRET", c.GitHub.WebhookSecret},
 		{"github.token", "DORAFLOW_GITHUB_TOKEN", c.GitHub.Token},
 		{"gitlab.webhook_token", "DORAFLOW_GITLAB_WEBHOOK_TOKEN", c.GitLab.WebhookToken},
@@ -516,6 +608,7 @@ func (c *Config) Validate() error {
 	case r > 1 && c.NATSURL == "":
 		errs = append(errs, fmt.Errorf("nats.replicas: %d, but nats_url is empty, so the bus is the embedded single server, which holds one copy; set nats_url to a JetStream cluster or replicas to 1", r))
 	}
+	errs = append(errs, c.NATS.validateAuth(c.NATSURL)...)
 	recomputed := c.Processor.Retention.Keep + c.Processor.Retention.Margin
 	for _, l := range []struct {
 		name  string

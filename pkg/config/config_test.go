@@ -63,6 +63,17 @@ processor:
 		{name: "negative stream bytes", yaml: "nats:\n  raw:\n    max_bytes: -1\n", errs: []string{"nats.raw: max_age 0s, max_bytes -1"}},
 		{name: "clickhouse cluster", yaml: "clickhouse:\n  cluster: main_2\n"},
 		{name: "bad clickhouse cluster", env: map[string]string{"DORAFLOW_CLICKHOUSE_CLUSTER": "main; DROP"}, errs: []string{`clickhouse.cluster: "main; DROP"`}},
+		{name: "nats user and password", env: map[string]string{"DORAFLOW_NATS_URL": "nats://a:4222", "DORAFLOW_NATS_USER": "u", "DORAFLOW_NATS_PASSWORD": "p"}},
+		{name: "nats user without password", env: map[string]string{"DORAFLOW_NATS_URL": "nats://a:4222", "DORAFLOW_NATS_USER": "u"},
+			errs: []string{"nats.user and nats.password go together"}},
+		{name: "two ways to authenticate", env: map[string]string{"DORAFLOW_NATS_URL": "nats://a:4222", "DORAFLOW_NATS_USER": "u", "DORAFLOW_NATS_PASSWORD": "p", "DORAFLOW_NATS_TOKEN": "t"},
+			errs: []string{"nats: user/password, token are set; authenticate one way"}},
+		{name: "credentials for the embedded server", env: map[string]string{"DORAFLOW_NATS_TOKEN": "t"},
+			errs: []string{"nats: credentials or TLS are set, but nats_url is empty"}},
+		{name: "missing creds file", env: map[string]string{"DORAFLOW_NATS_URL": "nats://a:4222", "DORAFLOW_NATS_CREDS_FILE": "/nonexistent/x.creds"},
+			errs: []string{"nats.creds_file: stat /nonexistent/x.creds: no such file or directory"}},
+		{name: "TLS cert without key", yaml: "nats_url: tls://a:4222\nnats:\n  tls:\n    cert_file: /etc/hostname\n",
+			errs: []string{"nats.tls: cert_file and key_file go together"}},
 		{name: "bad replicas variable", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "three"}, errs: []string{"DORAFLOW_NATS_REPLICAS"}},
 	}
 	for _, tc := range cases {
