@@ -30,14 +30,16 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_ADMIN_LISTEN":       true,
 	// NATS credentials and TLS by file: the files are secrets, their paths
 	// are not.
-	"DORAFLOW_NATS_USER":              true,
-	"DORAFLOW_NATS_NKEY_SEED_FILE":    true,
-	"DORAFLOW_NATS_CREDS_FILE":        true,
-	"DORAFLOW_NATS_TLS_CA_FILE":       true,
-	"DORAFLOW_NATS_TLS_CERT_FILE":     true,
-	"DORAFLOW_NATS_TLS_KEY_FILE":      true,
-	"DORAFLOW_NATS_TLS_SERVER_NAME":   true,
-	"DORAFLOW_MAX_INFLIGHT_PUBLISHES": true,
+	"DORAFLOW_NATS_USER":                  true,
+	"DORAFLOW_NATS_NKEY_SEED_FILE":        true,
+	"DORAFLOW_NATS_CREDS_FILE":            true,
+	"DORAFLOW_NATS_TLS_CA_FILE":           true,
+	"DORAFLOW_NATS_TLS_CERT_FILE":         true,
+	"DORAFLOW_NATS_TLS_KEY_FILE":          true,
+	"DORAFLOW_NATS_TLS_SERVER_NAME":       true,
+	"DORAFLOW_MAX_INFLIGHT_PUBLISHES":     true,
+	"DORAFLOW_CLICKHOUSE_TLS_CA_FILE":     true,
+	"DORAFLOW_CLICKHOUSE_TLS_SERVER_NAME": true,
 }
 
 // alternativeSecrets are secrets the manifests need not pass, since what

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -59,6 +60,10 @@ type ClickHouse struct {
 	// the DSN can live in plain configuration and the password in a secret
 	// (DORAFLOW_CLICKHOUSE_PASSWORD_FILE).
 	Password string `yaml:"password"`
+	// TLS, when set, makes doraflow reach ClickHouse over TLS (its secure
+	// native port, 9440 by default); the same as secure=true and the file
+	// parameters in clickhouse_dsn, which it adds to.
+	TLS TLS `yaml:"tls"`
 }
 
 // NATS configures what doraflow creates on the bus.
@@ -331,8 +336,29 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if err := cfg.applyEnv(getenv); err != nil {
 		return cfg, err
 	}
-	cfg.ClickHouseDSN = withPassword(cfg.ClickHouseDSN, cfg.ClickHouse.Password)
+	cfg.ClickHouseDSN = withTLS(withPassword(cfg.ClickHouseDSN, cfg.ClickHouse.Password), cfg.ClickHouse.TLS)
 	return cfg, nil
+}
+
+// withTLS is dsn with t's settings as its parameters (dsn as it is when t
+// sets nothing or dsn does not parse).
+func withTLS(dsn string, t TLS) string {
+	if !t.Set() {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("secure", "true")
+	for name, v := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile, "server_name": t.ServerName} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // withPassword is dsn with its password replaced by password (dsn as it
@@ -435,6 +461,8 @@ func (c *Config) envVars() []envVar {
 		secret("DORAFLOW_CLICKHOUSE_DSN", &c.ClickHouseDSN),
 		secret("DORAFLOW_CLICKHOUSE_PASSWORD", &c.ClickHouse.Password),
 		{name: "DORAFLOW_CLICKHOUSE_CLUSTER", set: setString(&c.ClickHouse.Cluster)},
+		{name: "DORAFLOW_CLICKHOUSE_TLS_CA_FILE", set: setString(&c.ClickHouse.TLS.CAFile)},
+		{name: "DORAFLOW_CLICKHOUSE_TLS_SERVER_NAME", set: setString(&c.ClickHouse.TLS.ServerName)},
 		{name: "DORAFLOW_NATS_USER", set: setString(&c.NATS.User)},
 		secret("DORAFLOW_NATS_PASSWORD", &c.NATS.Password),
 		secret("DORAFLOW_NATS_TOKEN", &c.NATS.Token),
@@ -609,6 +637,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("nats.replicas: %d, but nats_url is empty, so the bus is the embedded single server, which holds one copy; set nats_url to a JetStream cluster or replicas to 1", r))
 	}
 	errs = append(errs, c.NATS.validateAuth(c.NATSURL)...)
+	errs = append(errs, c.ClickHouse.TLS.validate("clickhouse.tls")...)
 	recomputed := c.Processor.Retention.Keep + c.Processor.Retention.Margin
 	for _, l := range []struct {
 		name  string
@@ -671,9 +700,15 @@ type ClickHouseDSN struct {
 	Database string
 	User     string
 	Password string
+	// TLS, when set, is how to reach the server over TLS (secure=true).
+	TLS *TLS
 }
 
-// ParseClickHouseDSN parses clickhouse://[user[:password]@]host:port/database.
+// The DSN's query parameters: TLS, and its files.
+var dsnParams = []string{"secure", "ca_file", "cert_file", "key_file", "server_name"}
+
+// ParseClickHouseDSN parses
+// clickhouse://[user[:password]@]host:port/database[?secure=true&ca_file=…&cert_file=…&key_file=…&server_name=…].
 func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
@@ -700,6 +735,27 @@ func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	if u.User != nil {
 		out.User = u.User.Username()
 		out.Password, _ = u.User.Password()
+	}
+	q := u.Query()
+	for name := range q {
+		if !slices.Contains(dsnParams, name) {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: unknown parameter %q; known: %s", u.Redacted(), name, strings.Join(dsnParams, ", "))
+		}
+	}
+	t := TLS{CAFile: q.Get("ca_file"), CertFile: q.Get("cert_file"), KeyFile: q.Get("key_file"), ServerName: q.Get("server_name")}
+	switch secure := q.Get("secure"); secure {
+	case "", "false":
+	case "true":
+		t.Enabled = true
+	default:
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: secure=%q; want true or false", u.Redacted(), secure)
+	}
+	if t.Set() {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: cert_file and key_file go together: give both, or neither", u.Redacted())
+		}
+		t.Enabled = true
+		out.TLS = &t
 	}
 	return out, nil
 }

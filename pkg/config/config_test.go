@@ -74,6 +74,13 @@ processor:
 			errs: []string{"nats.creds_file: stat /nonexistent/x.creds: no such file or directory"}},
 		{name: "TLS cert without key", yaml: "nats_url: tls://a:4222\nnats:\n  tls:\n    cert_file: /etc/hostname\n",
 			errs: []string{"nats.tls: cert_file and key_file go together"}},
+		{name: "clickhouse over TLS", env: map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://ch:9440/dora?secure=true"}},
+		{name: "unknown DSN parameter", env: map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://ch:9440/dora?secur=true"},
+			errs: []string{`clickhouse_dsn "clickhouse://ch:9440/dora?secur=true": unknown parameter "secur"; known: secure, ca_file, cert_file, key_file, server_name`}},
+		{name: "bad secure", env: map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://ch:9440/dora?secure=yes"},
+			errs: []string{`secure="yes"; want true or false`}},
+		{name: "clickhouse TLS CA missing", env: map[string]string{"DORAFLOW_CLICKHOUSE_TLS_CA_FILE": "/nonexistent/ca.pem"},
+			errs: []string{"clickhouse.tls.ca_file: stat /nonexistent/ca.pem"}},
 		{name: "bad replicas variable", env: map[string]string{"DORAFLOW_NATS_REPLICAS": "three"}, errs: []string{"DORAFLOW_NATS_REPLICAS"}},
 	}
 	for _, tc := range cases {
@@ -309,5 +316,23 @@ func TestGlobWarnings(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("UnmatchedGlobs:\n%q\nwant\n%q", got, want)
+	}
+}
+
+// clickhouse.tls goes into the DSN, where every command reads it.
+func TestClickHouseTLSInTheDSN(t *testing.T) {
+	cfg, err := Load("", func(k string) string {
+		return map[string]string{"DORAFLOW_CLICKHOUSE_DSN": "clickhouse://u:p@ch:9440/dora", "DORAFLOW_CLICKHOUSE_TLS_CA_FILE": "/etc/ca.pem",
+			"DORAFLOW_CLICKHOUSE_TLS_SERVER_NAME": "ch.internal"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ParseClickHouseDSN(cfg.ClickHouseDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TLS{Enabled: true, CAFile: "/etc/ca.pem", ServerName: "ch.internal"}); d.TLS == nil || *d.TLS != want || d.Password != "p" {
+		t.Errorf("%s parses as %+v (TLS %+v)", cfg.ClickHouseDSN, d, d.TLS)
 	}
 }
