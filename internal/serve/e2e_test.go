@@ -126,9 +126,6 @@ func scenario() []githubtest.Delivery {
 	}
 }
 
-func f(v float64) *float64        { return &v }
-func tier(t dora.Tier) *dora.Tier { return &t }
-
 // expected metrics over [day 1, day 11), computed by hand:
 //
 //	payments: D1 a1 (lead 2h), D3 a2+a3 (4h, 2h), D4 rollback to a1 → D3
