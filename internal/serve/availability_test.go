@@ -7,10 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/doraflow/doraflow/internal/githubtest"
 	"github.com/doraflow/doraflow/internal/serve"
@@ -226,4 +230,75 @@ func TestAdminListen(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("a webhook on the admin address: %d, want 404", resp.StatusCode)
 	}
+}
+
+// A JetStream account at its storage limit makes every role not ready,
+// saying so from the account's figures: a processor too, which publishes
+// nothing a refusal could tell it by.
+func TestNotReadyWhenTheAccountIsFull(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts {
+  DORA { jetstream { max_file: 4MB, max_mem: 1MB }, users: [{user: doraflow, password: pw}] }
+}
+`, filepath.Join(dir, "js"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	t.Cleanup(ns.Shutdown)
+	cfg := testConfig(t, testenv.ClickHouse(t))
+	cfg.NATSURL = ns.ClientURL()
+	cfg.NATS.User, cfg.NATS.Password = "doraflow", "pw"
+	collector := startRole(t, cfg, serve.RoleCollector)
+	defer stop(collector)
+	proc := startRole(t, cfg, serve.RoleProcessor)
+	defer stop(proc)
+	for _, srv := range []*serve.Server{collector, proc} {
+		if code, body := probe(t, "http://"+srv.Addr()+"/readyz"); code != http.StatusOK {
+			t.Fatalf("/readyz before: %d %q", code, body)
+		}
+	}
+	// Fill the account from outside doraflow.
+	fill, err := bus.Open(context.Background(), bus.Options{URL: ns.ClientURL(), Auth: bus.Auth{User: "doraflow", Password: "pw"}, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fill.Close()
+	pad := make([]byte, 256<<10)
+	for i := 0; i < 64; i++ {
+		if _, err := fill.JS.Publish(context.Background(), fmt.Sprintf("doraflow.raw.fill.%d", i), pad); err != nil {
+			break
+		}
+	}
+	for _, srv := range []*serve.Server{collector, proc} {
+		code, body := probe(t, "http://"+srv.Addr()+"/readyz")
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "bus: JetStream storage full: the account stores") {
+			t.Errorf("/readyz with the account full: %d %q", code, body)
+		}
+	}
+}
+
+func startRole(t *testing.T, cfg config.Config, role serve.Role) *serve.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := serve.Start(ctx, cfg, role, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
 }

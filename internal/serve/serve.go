@@ -504,12 +504,13 @@ func (s *Server) busReady(collector bool) func(context.Context) error {
 		if err := s.Bus.Ready(ctx); err != nil {
 			return err
 		}
-		if collector {
-			if err := s.pressure.Limited(); err != nil {
-				return err
-			}
+		if err := s.Bus.StorageFull(ctx); err != nil {
+			return err
 		}
-		return s.Bus.StorageFull(ctx)
+		if collector {
+			return s.pressure.Limited()
+		}
+		return nil
 	}
 }
 

@@ -602,18 +602,22 @@ func IsLimit(err error) bool {
 }
 
 // StorageFull reports, as an error, whether JetStream has no room left to
-// store: the account's storage limit reached, or (embedded) the server's.
-// nil when there is room or no limit is known.
+// store a message of the largest size the connection takes: the account's
+// storage limit (nearly) reached, or (embedded) the server's. JetStream
+// refuses a message that would pass the limit, so the use stays below it:
+// what matters is whether the next message fits. nil when there is room or
+// no limit is known.
 func (b *Bus) StorageFull(ctx context.Context) error {
 	info, err := b.JS.AccountInfo(ctx)
 	if err != nil {
 		return fmt.Errorf("bus: %w", err)
 	}
-	if max := info.Limits.MaxStore; max > 0 && int64(info.Store) >= max {
+	room := b.Conn.MaxPayload()
+	if max := info.Limits.MaxStore; max > 0 && max-int64(info.Store) < room {
 		return fmt.Errorf("bus: JetStream storage full: the account stores %d bytes of its limit of %d", info.Store, max)
 	}
 	if b.server != nil {
-		if js, err := b.server.Jsz(nil); err == nil && js.Config.MaxStore > 0 && int64(js.Store) >= js.Config.MaxStore {
+		if js, err := b.server.Jsz(nil); err == nil && js.Config.MaxStore > 0 && js.Config.MaxStore-int64(js.Store) < room {
 			return fmt.Errorf("bus: JetStream storage full: the embedded server stores %d bytes of its limit of %d", js.Store, js.Config.MaxStore)
 		}
 	}
