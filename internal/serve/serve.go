@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/doraflow/doraflow/collectors/github"
@@ -64,10 +65,19 @@ type Server struct {
 	listener  net.Listener
 	admin     net.Listener
 	servers   []*http.Server
-	wg        sync.WaitGroup
-	errc      chan error
-	cancel    context.CancelFunc
-	routes    []Route
+	// parts are the actors of the running parts (oklog/run, as Prometheus
+	// wires its own): the first to end stops the others, except the HTTP
+	// servers, which Stop shuts down (so that /healthz can answer 503
+	// after a part failed, until the process exits).
+	parts    run.Group
+	running  bool          // parts were started
+	stopping chan struct{} // closed by Stop: the stop actor ends
+	stopOnce sync.Once
+	finished chan struct{} // closed once every part has ended
+	errc     chan error    // the first part's error, as soon as it fails
+	failOnce sync.Once
+	cancel   context.CancelFunc
+	routes   []Route
 }
 
 // storeWait is what /readyz says while the processor waits for ClickHouse.
@@ -90,10 +100,17 @@ func (s *Server) Processor() *processor.Manager { return s.processor.Load() }
 // the collectors up: it retries with backoff in the background, and says
 // so in the log and on /readyz.
 func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logger) (*Server, error) {
-	// One slot per part that can fail (HTTP and admin HTTP, processor,
-	// layout watch, bus connection), so that none blocks on reporting.
-	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 5),
+	s := &Server{cfg: cfg, role: role, logger: logger, Metrics: telemetry.New(), errc: make(chan error, 1),
+		stopping: make(chan struct{}), finished: make(chan struct{}),
 		pressure: webhook.NewPressure(cfg.Collector.MaxInflightPublishes)}
+	// The stop actor first: Stop (and the caller's signal, see Run) ends
+	// it, and with it every part; interrupts then go in the order added,
+	// so the HTTP servers finish the requests in flight before the
+	// processor and the watches are cancelled.
+	s.parts.Add(func() error {
+		<-s.stopping
+		return nil
+	}, func(error) { s.stopOnce.Do(func() { close(s.stopping) }) })
 	ok := false
 	defer func() {
 		if !ok {
@@ -111,8 +128,6 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	// Background work outlives Start's ctx, until Stop.
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
-	s.wg.Add(1)
-	go s.watchBus(bg)
 	// Watched before it is checked, so that no change slips in between.
 	if err := s.watchLayout(bg); err != nil {
 		return nil, err
@@ -143,6 +158,7 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			return nil, err
 		}
 	}
+	s.watchBus(bg)
 	s.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen %s: %w", cfg.Listen, err)
@@ -164,13 +180,12 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			s.storeDown.Store(wait)
 			logger.Warn("clickhouse not reachable at start: the processor retries with backoff; the collectors serve meanwhile",
 				"err", err, "retry_in", wait.next)
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.connectStore(bg, popts)
-			}()
+			s.add(func() error { return s.connectStore(bg, popts) }, func(error) { cancel() })
+			s.runParts()
 		} else {
-			s.runProcessor(bg, popts)
+			p := s.newProcessor(popts)
+			s.add(func() error { return p.Run(bg) }, func(error) { cancel() })
+			s.runParts()
 			select {
 			case <-s.Processor().Ready():
 			case err := <-s.errc:
@@ -180,6 +195,9 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 			}
 		}
 	}
+	if !s.running {
+		s.runParts()
+	}
 	ok = true
 	logger.Info("doraflow serving", "role", role, "addr", s.Addr(), "admin", s.AdminAddr(), "nats", natsDesc(cfg.NATSURL), "clickhouse", config.Redacted(cfg.ClickHouseDSN))
 	if role != RoleProcessor && len(s.routes) == 0 {
@@ -188,17 +206,52 @@ func Start(ctx context.Context, cfg config.Config, role Role, logger *slog.Logge
 	return s, nil
 }
 
-// serveHTTP serves h on ln until Stop.
+// add adds a part: execute runs until it fails or interrupt stops it. The
+// first failure goes to Err at once.
+func (s *Server) add(execute func() error, interrupt func(error)) {
+	s.parts.Add(func() error {
+		err := execute()
+		if err != nil {
+			s.failOnce.Do(func() {
+				s.logger.Error("a part failed: the others stop", "err", err)
+				s.errc <- err
+			})
+		}
+		return err
+	}, interrupt)
+}
+
+// runParts starts the parts added.
+func (s *Server) runParts() {
+	s.running = true
+	go func() {
+		defer close(s.finished)
+		_ = s.parts.Run() // its error went to Err as it happened
+	}()
+}
+
+// httpShutdown bounds how long the HTTP servers finish the requests in
+// flight once the parts stop.
+const httpShutdown = 30 * time.Second
+
+// serveHTTP adds the part serving h on ln.
 func (s *Server) serveHTTP(ln net.Listener, h http.Handler) {
 	srv := webhook.NewServer(ln.Addr().String(), h)
 	s.servers = append(s.servers, srv)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.add(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.errc <- fmt.Errorf("serve: http %s: %w", ln.Addr(), err)
+			return fmt.Errorf("serve: http %s: %w", ln.Addr(), err)
 		}
-	}()
+		return nil
+	}, func(err error) {
+		// A part failed: serve /healthz's 503 until Stop shuts the server
+		// down. Anything else ends this part (the stop actor first).
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), httpShutdown)
+			defer cancel()
+			_ = srv.Shutdown(ctx)
+		}
+	})
 }
 
 // openStore connects to ClickHouse and applies the migrations.
@@ -241,13 +294,13 @@ const (
 )
 
 // connectStore retries openStore with backoff until it succeeds or ctx is
-// done, then runs the processor.
-func (s *Server) connectStore(ctx context.Context, popts processor.Options) {
+// done, then runs the processor until ctx is done.
+func (s *Server) connectStore(ctx context.Context, popts processor.Options) error {
 	wait := s.storeDown.Load()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-time.After(wait.next):
 		}
 		attemptCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -257,7 +310,7 @@ func (s *Server) connectStore(ctx context.Context, popts processor.Options) {
 			break
 		}
 		if ctx.Err() != nil {
-			return
+			return nil
 		}
 		wait = &storeWait{err: err, attempt: wait.attempt + 1, next: min(2*wait.next, storeRetryLast)}
 		s.storeDown.Store(wait)
@@ -265,21 +318,15 @@ func (s *Server) connectStore(ctx context.Context, popts processor.Options) {
 	}
 	s.storeDown.Store(nil)
 	s.logger.Info("clickhouse reachable: the processor starts", "attempts", wait.attempt+1)
-	s.runProcessor(ctx, popts)
+	return s.newProcessor(popts).Run(ctx)
 }
 
-// runProcessor starts the processor on the store.
-func (s *Server) runProcessor(ctx context.Context, popts processor.Options) {
+// newProcessor is the processor on the store, for Processor.
+func (s *Server) newProcessor(popts processor.Options) *processor.Manager {
 	store := newObservedStore(s.Store(), s.Metrics.CommittedAfterDeployment)
 	p := processor.NewManager(s.Bus.JS, store, popts, s.Metrics, s.logger)
 	s.processor.Store(p)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		if err := p.Run(ctx); err != nil {
-			s.errc <- err
-		}
-	}()
+	return p
 }
 
 // Run serves role until ctx is done or a part fails, then stops it (within
@@ -346,26 +393,28 @@ func ProcessorOptions(cfg config.Config) (processor.Options, error) {
 	}, nil
 }
 
-// watchLayout ends the server, through Err, when the bus is re-laid out
-// under it (a replay re-partitioning it): whatever this process published
-// or processed from then on would go to the wrong partitions.
+// watchLayout adds the part that ends the server, through Err, when the
+// bus is re-laid out under it (a replay re-partitioning it): whatever this
+// process published or processed from then on would go to the wrong
+// partitions.
 func (s *Server) watchLayout(ctx context.Context) error {
 	layouts, err := bus.WatchLayout(ctx, s.Bus.JS)
 	if err != nil {
 		return err
 	}
 	configured := s.cfg.Processor.Partitions
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.add(func() error {
 		for l := range layouts {
 			if !fits(l, configured, s.role) {
-				s.errc <- fmt.Errorf("serve: the bus was re-laid out under this process: %w",
+				return fmt.Errorf("serve: the bus was re-laid out under this process: %w",
 					&PartitionsError{Recorded: l.Partitions, Configured: configured, Repartitioning: l.Repartitioning})
-				return
 			}
 		}
-	}()
+		// The watch ends with its connection; the bus's own part says
+		// when that is for good.
+		<-ctx.Done()
+		return nil
+	}, func(error) { s.cancel() })
 	return nil
 }
 
@@ -379,16 +428,19 @@ func fits(l bus.Layout, configured int, role Role) bool {
 	return l.Repartitioning == 0 || (role == RoleCollector && l.Repartitioning == configured)
 }
 
-// watchBus reports a bus connection closed for good as a fatal error: the
-// collectors would answer 503 and the processor stand still until the
-// process is restarted, so it had better exit (and be restarted).
+// watchBus adds the part that reports a bus connection closed for good as
+// a fatal error: the collectors would answer 503 and the processor stand
+// still until the process is restarted, so it had better exit (and be
+// restarted).
 func (s *Server) watchBus(ctx context.Context) {
-	defer s.wg.Done()
-	select {
-	case <-s.Bus.Lost():
-		s.errc <- s.Bus.LostErr()
-	case <-ctx.Done():
-	}
+	s.add(func() error {
+		select {
+		case <-s.Bus.Lost():
+			return s.Bus.LostErr()
+		case <-ctx.Done():
+			return nil
+		}
+	}, func(error) { s.cancel() })
 }
 
 // healthz says whether the process can do its work at all: not once its
@@ -555,19 +607,42 @@ func (s *Server) AdminAddr() string {
 	return s.admin.Addr().String()
 }
 
-// Err delivers the first fatal error of a running part.
+// Err delivers the first error of a part that failed; the other parts
+// are then stopped, but for the HTTP servers (/healthz says 503): Stop
+// ends them and closes the bus and the store.
 func (s *Server) Err() <-chan error { return s.errc }
 
-// Stop shuts the HTTP server down (finishing requests in flight), stops the
-// processor and closes the bus and store. Safe on a partly started Server.
+// Stop shuts the HTTP servers down (finishing requests in flight, until
+// ctx is done), stops the processor and closes the bus and store. Safe on
+// a partly started Server, and after the parts stopped on their own.
 func (s *Server) Stop(ctx context.Context) {
-	for _, srv := range s.servers {
-		_ = srv.Shutdown(ctx)
+	if s.running {
+		// The HTTP servers first, finishing the requests in flight while
+		// the bus and the processor still work.
+		for _, srv := range s.servers {
+			_ = srv.Shutdown(ctx)
+		}
+		s.stopOnce.Do(func() { close(s.stopping) })
+		select {
+		case <-s.finished:
+		case <-ctx.Done():
+			// Past the caller's patience the requests in flight are cut.
+			for _, srv := range s.servers {
+				_ = srv.Close()
+			}
+			<-s.finished
+		}
+	} else {
+		// Nothing was started: the listeners opened are closed here.
+		for _, ln := range []net.Listener{s.listener, s.admin} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
 	}
 	if s.cancel != nil {
 		s.cancel()
 	}
-	s.wg.Wait()
 	if s.Bus != nil {
 		s.Bus.Close()
 	}
