@@ -122,15 +122,14 @@ const (
 )
 
 var (
-	sans     = font.Font{Typeface: "Liberation", Variant: "Sans"}
-	bold     = font.Font{Typeface: "Liberation", Variant: "Sans", Weight: 700}
-	palette  = []color.Color{rgb(0x73bf69), rgb(0xf2cc0c), rgb(0x8ab8ff), rgb(0xff780a), rgb(0xf2495c), rgb(0x5794f2), rgb(0xb877d9)}
-	frameBG  = rgb(0x181b1f)
-	pageBG   = rgb(0x111217)
-	textFG   = rgb(0xccccdc)
-	dimFG    = rgb(0x8e8e9e)
-	gridLine = rgb(0x2c3235)
-	named    = map[string]color.Color{"dark-green": rgb(0x37872d), "green": rgb(0x73bf69), "yellow": rgb(0xfade2a),
+	sans    = font.Font{Typeface: "Liberation", Variant: "Sans"}
+	bold    = font.Font{Typeface: "Liberation", Variant: "Sans", Weight: 700}
+	palette = []color.Color{rgb(0x73bf69), rgb(0xf2cc0c), rgb(0x8ab8ff), rgb(0xff780a), rgb(0xf2495c), rgb(0x5794f2), rgb(0xb877d9)}
+	frameBG = rgb(0x181b1f)
+	pageBG  = rgb(0x111217)
+	textFG  = rgb(0xccccdc)
+	dimFG   = rgb(0x8e8e9e)
+	named   = map[string]color.Color{"dark-green": rgb(0x37872d), "green": rgb(0x73bf69), "yellow": rgb(0xfade2a),
 		"red": rgb(0xf2495c), "orange": rgb(0xff9830)}
 )
 
@@ -191,15 +190,6 @@ func fill(c draw.Canvas, r vg.Rectangle, clr color.Color) {
 type frame struct {
 	cols []string
 	rows [][]any
-}
-
-func (f frame) col(name string) int {
-	for i, c := range f.cols {
-		if c == name {
-			return i
-		}
-	}
-	return -1
 }
 
 func run(t *testing.T, h history, q Query, v grafanatest.Vars) (frame, error) {

@@ -7,6 +7,7 @@ package deployments
 import (
 	"net"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/doraflow/doraflow/internal/serve"
@@ -26,6 +27,32 @@ var plainSettings = map[string]bool{
 	"DORAFLOW_PARTITIONS":         true,
 	"DORAFLOW_MAX_INFLIGHT_BYTES": true,
 	"DORAFLOW_CLICKHOUSE_CLUSTER": true,
+	"DORAFLOW_ADMIN_LISTEN":       true,
+	// NATS credentials and TLS by file: the files are secrets, their paths
+	// are not.
+	"DORAFLOW_NATS_USER":                  true,
+	"DORAFLOW_NATS_NKEY_SEED_FILE":        true,
+	"DORAFLOW_NATS_CREDS_FILE":            true,
+	"DORAFLOW_NATS_TLS_CA_FILE":           true,
+	"DORAFLOW_NATS_TLS_CERT_FILE":         true,
+	"DORAFLOW_NATS_TLS_KEY_FILE":          true,
+	"DORAFLOW_NATS_TLS_SERVER_NAME":       true,
+	"DORAFLOW_MAX_INFLIGHT_PUBLISHES":     true,
+	"DORAFLOW_CLICKHOUSE_TLS_CA_FILE":     true,
+	"DORAFLOW_CLICKHOUSE_TLS_SERVER_NAME": true,
+}
+
+// alternativeSecrets are secrets the manifests need not pass, since what
+// they hold reaches doraflow another way: a secret's NAME_FILE (a file
+// mounted instead of a variable set), the ClickHouse password, which the
+// DSN the manifests pass can carry, and the NATS password and token, which
+// the NATS URL can carry.
+func alternativeSecret(name string) bool {
+	switch name {
+	case "DORAFLOW_CLICKHOUSE_PASSWORD", "DORAFLOW_NATS_PASSWORD", "DORAFLOW_NATS_TOKEN":
+		return true
+	}
+	return strings.HasSuffix(name, config.FileSuffix)
 }
 
 // envNames is every variable a manifest may set on a doraflow container:
@@ -43,6 +70,17 @@ func secretNames() []string {
 	var names []string
 	for _, n := range config.EnvNames() {
 		if !plainSettings[n] {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// requiredSecrets are the secrets every manifest must let a team set.
+func requiredSecrets() []string {
+	var names []string
+	for _, n := range secretNames() {
+		if !alternativeSecret(n) {
 			names = append(names, n)
 		}
 	}

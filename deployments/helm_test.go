@@ -248,7 +248,7 @@ func TestChartWorkloads(t *testing.T) {
 					checkConfigMount(t, where, pod, c, m)
 				}
 			}
-			for _, v := range secretNames() {
+			for _, v := range requiredSecrets() {
 				if !fromSecret[v] {
 					t.Errorf("no workload takes %s from the Secret: a team could not set it", v)
 				}

@@ -184,7 +184,7 @@ type RebuildStats struct {
 	FromSnapshot bool          // a snapshot was restored
 	Events       int           // messages folded after it, up to the checkpoint
 	Remembered   int           // stored facts read for what was folded again
-	Written      int           // rows written (replay: stale facts retracted)
+	Written      int           // rows written by the rebuild
 	Took         time.Duration // time to rebuild
 }
 

@@ -152,7 +152,7 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 		}
 		idle, err := processor.Idle(look, srv.Bus.JS, cfg.Processor.Partitions)
 		if err == nil && idle {
-			if facts, err := srv.Store.Facts(look); err == nil {
+			if facts, err := srv.Store().Facts(look); err == nil {
 				got, idleAt = digest(facts), time.Now()
 			}
 		}

@@ -74,14 +74,14 @@ collector, waits until every event is processed and prints the per-team report.`
 			for _, t := range cfg.Teams {
 				names = append(names, t.Name)
 			}
-			r, err := report.Build(ctx, srv.Store, dora.Benchmark2023, end.Add(-time.Duration(days)*24*time.Hour), end.Add(time.Second), names, "")
+			r, err := report.Build(ctx, srv.Store(), dora.Benchmark2023, end.Add(-time.Duration(days)*24*time.Hour), end.Add(time.Second), names, "")
 			if err != nil {
 				return err
 			}
 			if err := r.WriteTable(out); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "\nThe facts stay in %s: try `doraflow report --since %dd --format json` with the same DORAFLOW_CLICKHOUSE_DSN.\n", cfg.ClickHouseDSN, days)
+			fmt.Fprintf(out, "\nThe facts stay in %s: try `doraflow report --since %dd --format json` with the same DORAFLOW_CLICKHOUSE_DSN.\n", config.Redacted(cfg.ClickHouseDSN), days)
 			return nil
 		},
 	}

@@ -59,8 +59,8 @@ process, collectors included, run it, then start everything with the new count.`
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "replayed %d deliveries into %d events; %d stale facts retracted\n",
-				res.Deliveries, res.Events, res.Rebuild.Written)
+			fmt.Fprintf(out, "replayed %d deliveries into %d events; %d fact rows written, %d of them retracting stale facts\n",
+				res.Deliveries, res.Events, res.Written, res.Retracted)
 			reasons := make([]string, 0, len(res.Skipped))
 			for r := range res.Skipped {
 				reasons = append(reasons, r)

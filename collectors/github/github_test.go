@@ -90,6 +90,14 @@ func TestParseFixtures(t *testing.T) {
 				t.Errorf("unlabelled incident not withdrawn: %+v", e.Incident)
 			}
 		}},
+		// GitHub sends the issue as it was: one never labelled as an
+		// incident withdraws nothing when deleted.
+		{file: "issues.deleted.not-incident.json", event: "issues", ignored: "issue not labelled as incident"},
+		{file: "issues.deleted.incident.json", event: "issues", check: func(t *testing.T, e event.Event) {
+			if !e.Incident.Withdrawn {
+				t.Errorf("deleted incident not withdrawn: %+v", e.Incident)
+			}
+		}},
 		{file: "ping.payload.json", event: "ping", ignored: "ping"},
 		{file: "workflow_run.completed.payload.json", event: "workflow_run", ignored: "event type not used"},
 	}

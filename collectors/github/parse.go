@@ -251,7 +251,9 @@ func (s *Source) isIncidentLabel(name string) bool {
 }
 
 // parseIssue turns an issue labelled as an incident into a snapshot of that
-// incident. Removing the label (or deleting the issue) withdraws it.
+// incident. Removing the label, or deleting the issue while it carries one
+// (a deleted event holds the issue as it was), withdraws it; deleting an
+// issue that carries none is ignored, since there is nothing to withdraw.
 func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 	issue := p.GetIssue()
 	if issue == nil {
@@ -264,7 +266,7 @@ func (s *Source) parseIssue(p *gh.IssuesEvent) ([]event.Event, error) {
 		}
 	}
 	action := p.GetAction()
-	withdrawn := action == "deleted" || (action == "unlabeled" && s.isIncidentLabel(p.GetLabel().GetName()) && !labelled)
+	withdrawn := (action == "deleted" && labelled) || (action == "unlabeled" && s.isIncidentLabel(p.GetLabel().GetName()) && !labelled)
 	if !labelled && !withdrawn {
 		return nil, webhook.Ignored("issue not labelled as incident")
 	}

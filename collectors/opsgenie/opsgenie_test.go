@@ -98,6 +98,12 @@ func TestParseFixtures(t *testing.T) {
 		{file: "create.p3-staging.json", cfg: Config{Tags: []string{"staging"}, Priorities: []string{"P1"}}, ignored: "alert filtered out"},
 		{file: "create.p3-staging.json", cfg: Config{Tags: []string{"staging"}}, check: func(t *testing.T, e event.Event) {}},
 		{file: "create.no-priority.json", cfg: Config{Priorities: []string{"P1"}}, ignored: "alert filtered out"},
+		// Relaying integrations send the priority as a number: 1 is P1.
+		{file: "create.priority-number.json", check: func(t *testing.T, e event.Event) {}},
+		{file: "create.priority-number.json", cfg: Config{Priorities: []string{"P1"}}, check: func(t *testing.T, e event.Event) {}},
+		{file: "create.priority-number.json", cfg: Config{Priorities: []string{"P2"}}, ignored: "alert filtered out"},
+		{file: "create.priority-null.json", check: func(t *testing.T, e event.Event) {}},
+		{file: "create.priority-null.json", cfg: Config{Priorities: []string{"P1"}}, ignored: "alert filtered out"},
 		{file: "acknowledge.json", ignored: "action not used"},
 		{file: "addnote.json", ignored: "action not used"},
 		{file: "delete.json", ignored: "action not used"},

@@ -58,7 +58,7 @@ type alert struct {
 	Message   string      `json:"message"`
 	Tags      []string    `json:"tags"`
 	Entity    string      `json:"entity"`
-	Priority  string      `json:"priority"`
+	Priority  priority    `json:"priority"`
 	CreatedAt json.Number `json:"createdAt"`
 	UpdatedAt json.Number `json:"updatedAt"`
 }
@@ -101,7 +101,7 @@ func (s *Source) Parse(d webhook.Delivery) ([]event.Event, error) {
 // inflate the metrics, and Opsgenie sends the priority with every action.
 func (s *Source) matches(a alert) bool {
 	return (len(s.tags) == 0 || anyEqualFold(a.Tags, s.tags)) &&
-		(len(s.priorities) == 0 || anyEqualFold([]string{a.Priority}, s.priorities))
+		(len(s.priorities) == 0 || anyEqualFold([]string{string(a.Priority)}, s.priorities))
 }
 
 func anyEqualFold(have, want []string) bool {
@@ -200,4 +200,31 @@ func epochTime(n json.Number) (time.Time, error) {
 	default:
 		return time.Unix(0, v).UTC(), nil
 	}
+}
+
+// priority is an alert's priority, decoded leniently: Opsgenie sends "P1"
+// to "P5", but integrations relaying alerts send the number alone (1 for
+// P1). It only feeds the priority filter, so a value of another shape
+// (null, a boolean, an object) is no priority rather than a refused
+// delivery.
+type priority string
+
+func (p *priority) UnmarshalJSON(raw []byte) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return err
+	}
+	switch v := v.(type) {
+	case string:
+		*p = priority(v)
+	case float64:
+		if v == float64(int(v)) && v >= 1 && v <= 5 {
+			*p = priority(fmt.Sprintf("P%d", int(v)))
+		} else {
+			*p = priority(strconv.FormatFloat(v, 'f', -1, 64))
+		}
+	default:
+		*p = ""
+	}
+	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,6 +99,17 @@ type Options struct {
 	// Budget bounds the body bytes held by all the handlers that share it
 	// (one per process); nil bounds nothing.
 	Budget *Budget
+	// Retention is the processor's retention.keep: the events of a
+	// delivery that all happened before it are not published, so they
+	// yield no fact. The delivery is still archived (a longer retention
+	// and a replay can use it), answered as ignored, counted, and logged at
+	// most once an hour per source through RetentionLog. 0 checks nothing.
+	Retention    time.Duration
+	RetentionLog *Throttle
+	// Pressure bounds the deliveries publishing at once over the handlers
+	// that share it (one per process), and refuses deliveries while
+	// JetStream is at its limits; nil bounds nothing.
+	Pressure *Pressure
 }
 
 // Metric label values for event types that are not one of a source's
@@ -282,11 +294,32 @@ func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.PublishTimeout)
 	defer cancel()
-	msgs, err := Messages(d, events, h.opts.Partitions)
+	// Events from before the retention would make facts the processor no
+	// longer recomputes (or not, depending on what else it holds): only
+	// the raw delivery is archived, so that the outcome is the same every
+	// time, and a longer retention and a replay can still use it.
+	newest, old := h.beforeRetention(events, d.ReceivedAt)
+	published := events
+	if old {
+		published = nil
+	}
+	msgs, err := Messages(d, published, h.opts.Partitions)
 	if err != nil {
 		return http.StatusInternalServerError, answer{Status: "error", Reason: err.Error()}
 	}
-	if err := h.pub.Publish(ctx, msgs); err != nil {
+	if err := h.opts.Pressure.acquire(); err != nil {
+		h.metrics.Errors.WithLabelValues("collector", "backpressure").Inc()
+		return http.StatusServiceUnavailable, answer{Status: "error", Reason: err.Error()}
+	}
+	err = h.pub.Publish(ctx, msgs)
+	h.opts.Pressure.record(err)
+	h.opts.Pressure.release()
+	if err != nil {
+		if bus.IsLimit(err) {
+			h.metrics.Errors.WithLabelValues("collector", "bus limits").Inc()
+			h.logger.Warn("JetStream refused the delivery for its limits; sender will retry", "delivery", id, "err", err)
+			return http.StatusServiceUnavailable, answer{Status: "error", Reason: "the event bus is at its limits (JetStream storage full), retry later"}
+		}
 		h.metrics.Errors.WithLabelValues("collector", "publish").Inc()
 		h.logger.Error("publish failed; sender will retry", "delivery", id, "err", err)
 		return http.StatusServiceUnavailable, answer{Status: "error", Reason: "event bus unavailable, retry later"}
@@ -295,10 +328,66 @@ func (h *Handler) serve(r *http.Request, label *string) (int, answer) {
 		h.metrics.Ignored.WithLabelValues(h.src.Name(), kind, ignoreReason(parseErr)).Inc()
 		return http.StatusOK, answer{Status: "ignored", Reason: parseErr.Error()}
 	}
+	if old {
+		h.metrics.Ignored.WithLabelValues(h.src.Name(), kind, ReasonOlderThanRetention).Inc()
+		if h.opts.RetentionLog.Allow(h.src.Name(), d.ReceivedAt) {
+			h.logger.Warn("delivery older than the processor's retention: archived, but no fact is derived from it (logged once an hour per source; doraflow_webhook_ignored_total counts them)",
+				"delivery", id, "occurred_at", newest, "retention_keep", h.opts.Retention)
+		}
+		return http.StatusOK, answer{Status: "ignored", Reason: fmt.Sprintf("%s: it happened at %s, more than processor.retention.keep (%s) ago; archived, but no fact is derived from it",
+			ReasonOlderThanRetention, newest.Format(time.RFC3339), h.opts.Retention)}
+	}
 	for _, e := range events {
 		h.metrics.Published.WithLabelValues(e.Source, string(e.Type)).Inc()
 	}
 	return http.StatusAccepted, answer{Status: "accepted", Events: len(events)}
+}
+
+// ReasonOlderThanRetention is the ignored reason of a delivery whose events
+// all happened before the processor's retention.
+const ReasonOlderThanRetention = "older than retention"
+
+// beforeRetention reports whether every event happened longer than the
+// retention before now, and the newest event's time.
+func (h *Handler) beforeRetention(events []event.Event, now time.Time) (time.Time, bool) {
+	if h.opts.Retention <= 0 || len(events) == 0 {
+		return time.Time{}, false
+	}
+	var newest time.Time
+	for _, e := range events {
+		if e.OccurredAt.After(newest) {
+			newest = e.OccurredAt
+		}
+	}
+	return newest, newest.Before(now.Add(-h.opts.Retention))
+}
+
+// Throttle lets through one occurrence per key and interval: a log line
+// about something that may repeat with every delivery.
+type Throttle struct {
+	every time.Duration
+	mu    sync.Mutex
+	last  map[string]time.Time
+}
+
+// NewThrottle lets one occurrence per key through every interval.
+func NewThrottle(every time.Duration) *Throttle {
+	return &Throttle{every: every, last: map[string]time.Time{}}
+}
+
+// Allow reports whether key's occurrence at now goes through. A nil
+// Throttle lets everything through.
+func (t *Throttle) Allow(key string, now time.Time) bool {
+	if t == nil {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if last, ok := t.last[key]; ok && now.Sub(last) < t.every {
+		return false
+	}
+	t.last[key] = now
+	return true
 }
 
 func ignoreReason(err error) string {

@@ -214,7 +214,7 @@ func reportOf(t *testing.T, srv *serve.Server) report.Report {
 	if err := srv.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r, err := report.Build(ctx, srv.Store, dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), []string{"payments"}, "")
+	r, err := report.Build(ctx, srv.Store(), dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), []string{"payments"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -569,7 +569,7 @@ func TestGitHubQuarterKeptWhole(t *testing.T) {
 				t.Fatal(err)
 			}
 			reportOf(t, srv)
-			facts, err := srv.Store.Facts(ctx)
+			facts, err := srv.Store().Facts(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,7 +34,39 @@ type Result struct {
 	Deliveries int            // raw deliveries read
 	Events     int            // canonical events derived
 	Skipped    map[string]int // deliveries not re-derived, by reason
-	Rebuild    processor.RebuildStats
+	// Written is every fact row the replay wrote to the store: the facts
+	// the processors derived from the new stream, and the retractions.
+	Written int
+	// Retracted is, of Written, the rows retracting stale facts.
+	Retracted int
+	Rebuild   processor.RebuildStats
+}
+
+// countingStore counts the fact rows written through it: the processors
+// write as they consume, after their rebuild, so their own statistics do
+// not hold what a replay wrote.
+type countingStore struct {
+	Store
+	rows atomic.Int64
+}
+
+// WritePipeline passes the processors' pipeline counts on to a store that
+// keeps them (sinks/clickhouse's does), as if it were not wrapped.
+func (s *countingStore) WritePipeline(ctx context.Context, counts []telemetry.PipelineCount) error {
+	if w, ok := s.Store.(interface {
+		WritePipeline(ctx context.Context, counts []telemetry.PipelineCount) error
+	}); ok {
+		return w.WritePipeline(ctx, counts)
+	}
+	return nil
+}
+
+func (s *countingStore) Write(ctx context.Context, f correlate.Facts, version uint64) error {
+	if err := s.Store.Write(ctx, f, version); err != nil {
+		return err
+	}
+	s.rows.Add(int64(f.Len()))
+	return nil
 }
 
 // Run replays the raw archive under opts.Partitions partitions. That must
@@ -97,7 +130,10 @@ func Run(ctx context.Context, js jetstream.JetStream, store Store, routes []serv
 	if err := reset(ctx, js, layout.span); err != nil {
 		return res, err
 	}
-	if res.Rebuild, err = rederive(ctx, js, store, opts, logger); err != nil {
+	counted := &countingStore{Store: store}
+	res.Rebuild, res.Retracted, err = rederive(ctx, js, counted, opts, logger)
+	res.Written = int(counted.rows.Load())
+	if err != nil {
 		return res, err
 	}
 	return res, layout.finish(ctx, js)
@@ -140,8 +176,9 @@ type Store interface {
 
 // rederive runs every worker over the new stream until all are idle, then
 // retracts the stored facts the new stream no longer gives (a parser fix
-// that drops a deployment, say), except those retention has frozen.
-func rederive(ctx context.Context, js jetstream.JetStream, store Store, opts processor.Options, logger *slog.Logger) (processor.RebuildStats, error) {
+// that drops a deployment, say), except those retention has frozen; it
+// returns the workers' rebuild statistics and the rows retracted.
+func rederive(ctx context.Context, js jetstream.JetStream, store Store, opts processor.Options, logger *slog.Logger) (processor.RebuildStats, int, error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	m := processor.NewManager(js, store, opts, telemetry.New(), logger)
@@ -150,32 +187,32 @@ func rederive(ctx context.Context, js jetstream.JetStream, store Store, opts pro
 	select {
 	case <-m.Ready():
 	case err := <-done:
-		return processor.RebuildStats{}, err
+		return processor.RebuildStats{}, 0, err
 	}
 	for {
 		idle, err := m.Idle(ctx)
 		if err != nil {
-			return processor.RebuildStats{}, err
+			return processor.RebuildStats{}, 0, err
 		}
 		if idle {
 			break
 		}
 		select {
 		case <-ctx.Done():
-			return processor.RebuildStats{}, ctx.Err()
+			return processor.RebuildStats{}, 0, ctx.Err()
 		case err := <-done:
-			return processor.RebuildStats{}, fmt.Errorf("replay: processors stopped: %w", err)
+			return processor.RebuildStats{}, 0, fmt.Errorf("replay: processors stopped: %w", err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	stats := m.Rebuilt()
 	cancel()
 	if err := <-done; err != nil {
-		return stats, err
+		return stats, 0, err
 	}
 	stored, err := store.Facts(ctx)
 	if err != nil {
-		return stats, fmt.Errorf("replay: %w", err)
+		return stats, 0, fmt.Errorf("replay: %w", err)
 	}
 	var frozen time.Time
 	if keep := opts.Correlate.Retention.Keep; keep > 0 {
@@ -184,11 +221,10 @@ func rederive(ctx context.Context, js jetstream.JetStream, store Store, opts pro
 	stale := correlate.Stale(stored, m.Current(), frozen)
 	if stale.Len() > 0 {
 		if err := store.Write(ctx, stale, uint64(time.Now().UnixNano())); err != nil {
-			return stats, fmt.Errorf("replay: retract stale facts: %w", err)
+			return stats, 0, fmt.Errorf("replay: retract stale facts: %w", err)
 		}
 	}
-	stats.Written += stale.Len()
-	return stats, nil
+	return stats, stale.Len(), nil
 }
 
 // ensureNoProcessor refuses to replay while a processor pulls events: it

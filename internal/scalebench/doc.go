@@ -64,7 +64,7 @@ func (r *Result) batchCycles() []time.Duration {
 func profileTop(ctx context.Context, profile string, args ...string) string {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "(no profile summary: " + err.Error() + ")"
 	}
 	cmd := exec.CommandContext(ctx, goBin, append(append([]string{"tool", "pprof"}, args...), profile)...)
 	// Its complaints about the binary being gone go to stderr.

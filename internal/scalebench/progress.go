@@ -180,33 +180,6 @@ func (cw *checkpointWatch) checkpoints() []checkpoint {
 
 func (cw *checkpointWatch) close() { _ = cw.stop() }
 
-// checkpointsNow are the workers' current checkpoints (event positions).
-func checkpointsNow(ctx context.Context, js jetstream.JetStream) (map[string]uint64, error) {
-	kv, err := js.KeyValue(ctx, bus.CheckpointBucket)
-	if err != nil {
-		return nil, fmt.Errorf("scalebench: checkpoints: %w", err)
-	}
-	keys, err := kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scalebench: checkpoints: %w", err)
-	}
-	out := map[string]uint64{}
-	for k := range keys.Keys() {
-		e, err := kv.Get(ctx, k)
-		if err != nil {
-			return nil, fmt.Errorf("scalebench: checkpoint %s: %w", k, err)
-		}
-		var pos struct {
-			Events uint64 `json:"events"`
-		}
-		if err := json.Unmarshal(e.Value(), &pos); err != nil {
-			return nil, fmt.Errorf("scalebench: checkpoint %s: %w", k, err)
-		}
-		out[k] = pos.Events
-	}
-	return out, nil
-}
-
 // waitIdle waits until every worker has processed everything on its
 // streams (processor.Idle), looking every interval.
 func waitIdle(ctx context.Context, js jetstream.JetStream, partitions int, proc *process) error {

@@ -138,9 +138,6 @@ func scenario() []githubtest.Delivery {
 	}
 }
 
-func f(v float64) *float64        { return &v }
-func tier(t dora.Tier) *dora.Tier { return &t }
-
 // expected metrics over [day 1, day 11), computed by hand:
 //
 //	payments: D1 a1 (lead 2h), D3 a2+a3 (4h, 2h), D4 rollback to a1 → D3
@@ -179,7 +176,7 @@ func reportOf(t *testing.T, srv *serve.Server, cfg config.Config) report.Report 
 	for _, tm := range cfg.Teams {
 		teams = append(teams, tm.Name)
 	}
-	r, err := report.Build(ctx, srv.Store, dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), teams, "")
+	r, err := report.Build(ctx, srv.Store(), dora.Benchmark2023, at(1, 0, 0), at(11, 0, 0), teams, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +258,7 @@ func TestRestartConverges(t *testing.T) {
 	defer stop(srv)
 	// A clean stop snapshots the state as written: the restart folds
 	// nothing again and reads no stored fact.
-	if st := srv.Processor.Rebuilt(); !st.FromSnapshot || st.Events != 0 || st.Remembered != 0 {
+	if st := srv.Processor().Rebuilt(); !st.FromSnapshot || st.Events != 0 || st.Remembered != 0 {
 		t.Errorf("restart rebuilt %+v; want it from a snapshot, nothing refolded or read", st)
 	}
 	for _, d := range deliveries[9:] {

@@ -75,7 +75,7 @@ func TestClickHouseOutageLosesNothing(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if idle, err := srv.Processor.Idle(ctx); err != nil || idle {
+	if idle, err := srv.Processor().Idle(ctx); err != nil || idle {
 		t.Fatalf("processor idle (%v, %v) although it could not write", idle, err)
 	}
 	if !strings.Contains(metricsText(t, srv.Addr()), `doraflow_errors_total{component="processor",kind="write"}`) {

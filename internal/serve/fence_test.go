@@ -55,7 +55,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	}
 	opts.Partition = 0
 	opts.Clock = func() time.Time { return time.Now().Add(-time.Hour) }
-	successor := processor.New(nats.JS, srv.Store, opts, telemetry.New(), quiet())
+	successor := processor.New(nats.JS, srv.Store(), opts, telemetry.New(), quiet())
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ran := make(chan error, 1)
@@ -201,9 +201,9 @@ func TestSlowStopPastTheLeaseIsFenced(t *testing.T) {
 
 	successor := start(t, cfg)
 	defer stop(successor)
-	for deadline := time.Now().Add(20 * time.Second); len(successor.Processor.Owned()) < cfg.Processor.Partitions+1; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); len(successor.Processor().Owned()) < cfg.Processor.Partitions+1; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("the successor owns %v: the stopping process kept its leases", successor.Processor.Owned())
+			t.Fatalf("the successor owns %v: the stopping process kept its leases", successor.Processor().Owned())
 		}
 	}
 	select {

@@ -39,7 +39,7 @@ func TestTwoProcessorsShareTheWork(t *testing.T) {
 	workers := cfg.Processor.Partitions + 1
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		a, b := first.Processor.Owned(), second.Processor.Owned()
+		a, b := first.Processor().Owned(), second.Processor().Owned()
 		if len(a) > 0 && len(b) > 0 && len(a)+len(b) == workers {
 			if slices.ContainsFunc(a, func(p int) bool { return slices.Contains(b, p) }) {
 				t.Fatalf("partitions owned twice: %v %v", a, b)
@@ -63,7 +63,7 @@ func TestTwoProcessorsShareTheWork(t *testing.T) {
 		post(t, collector, d)
 	}
 	settle(t, second)
-	if got := second.Processor.Owned(); len(got) != workers {
+	if got := second.Processor().Owned(); len(got) != workers {
 		t.Errorf("after the other left, the survivor owns %v", got)
 	}
 	assertReport(t, reportOf(t, second, cfg), expected())
@@ -80,7 +80,7 @@ func settle(t *testing.T, servers ...*serve.Server) {
 			if err := s.WaitIdle(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if idle, _ := s.Processor.Idle(ctx); !idle {
+			if idle, _ := s.Processor().Idle(ctx); !idle {
 				calm = 0
 			}
 		}

@@ -171,7 +171,7 @@ func srcIncidents(t *testing.T, srv *serve.Server) map[string]correlate.Incident
 	if err := srv.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	facts, err := srv.Store.Facts(ctx)
+	facts, err := srv.Store().Facts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func RunClickHouse(m *testing.M) int {
 		return m.Run()
 	}
 
-	srv, err := startClickHouse(bin)
+	srv, err := startClickHouse(bin, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: %v\n", err)
 		return 1
@@ -98,6 +98,31 @@ func ClickHouse(t testing.TB) string {
 	return "clickhouse://" + chServer.addr + "/" + db
 }
 
+// ClickHouseTLS starts a server of the test's own that also speaks the
+// native protocol over TLS, with a certificate ca signed for
+// ca.ServerName, and returns the DSN of a fresh database on its TLS port
+// (without the TLS parameters: the caller says how to trust it). It stops
+// with the test.
+func ClickHouseTLS(t testing.TB, ca CA) string {
+	t.Helper()
+	bin, err := clickhouseBinary()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("testenv: ClickHouse is required in CI but not installed: %v", err)
+		}
+		t.Skipf("ClickHouse not installed (%s)", err)
+	}
+	p, err := startClickHouse(bin, &ca)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(p.stop)
+	if err := adminExec(p.addr, "CREATE DATABASE tls_test", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return "clickhouse://" + p.secureAddr + "/tls_test"
+}
+
 // ClickHouseAddr returns the 127.0.0.1:PORT native-protocol address of the
 // package's server, or "" if RunClickHouse did not start one.
 func ClickHouseAddr() string { return chServer.addr }
@@ -121,10 +146,12 @@ func clickhouseBinary() (string, error) {
 }
 
 type clickhouseProc struct {
-	addr   string
-	dir    string
-	cmd    *exec.Cmd  // nil until started
-	exited chan error // receives cmd.Wait's result once the server exits
+	addr string
+	// secureAddr is the native protocol over TLS, when started with a CA.
+	secureAddr string
+	dir        string
+	cmd        *exec.Cmd  // nil until started
+	exited     chan error // receives cmd.Wait's result once the server exits
 }
 
 // errExited marks a server that died during startup (as opposed to hanging).
@@ -134,26 +161,37 @@ var errExited = errors.New("server exited")
 // new temp dir. The port is picked by the kernel and released just before the
 // server binds it, so another process can occasionally steal it (the server
 // then exits); retrying a couple of times makes that race irrelevant.
-func startClickHouse(bin string) (*clickhouseProc, error) {
+func startClickHouse(bin string, tls *CA) (*clickhouseProc, error) {
 	for attempt := 1; ; attempt++ {
-		p, err := tryStartClickHouse(bin)
+		p, err := tryStartClickHouse(bin, tls)
 		if err == nil || attempt == 3 || !errors.Is(err, errExited) {
 			return p, err
 		}
 	}
 }
 
-func tryStartClickHouse(bin string) (*clickhouseProc, error) {
+func tryStartClickHouse(bin string, tls *CA) (*clickhouseProc, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
+	}
+	var extra string
+	securePort := 0
+	if tls != nil {
+		if securePort, err = freePort(); err != nil {
+			return nil, err
+		}
+		extra = fmt.Sprintf(secureXML, securePort, xmlEscape(tls.ServerCert), xmlEscape(tls.ServerKey))
 	}
 	dir, err := os.MkdirTemp("", "doraflow-clickhouse-")
 	if err != nil {
 		return nil, err
 	}
 	p := &clickhouseProc{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-	if err := writeClickHouseConfig(dir, port, ""); err != nil {
+	if securePort != 0 {
+		p.secureAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(securePort))
+	}
+	if err := writeClickHouseConfig(dir, port, extra); err != nil {
 		p.stop()
 		return nil, err
 	}
@@ -306,13 +344,13 @@ func writeClickHouseConfig(dir string, tcpPort int, extra string) error {
 		xmlEscape(filepath.Join(dir, "log", "clickhouse-server.log")),
 		xmlEscape(filepath.Join(dir, "log", "clickhouse-server.err.log")),
 		tcpPort,
-		path("data"), path("tmp"), path("user_files"), path("format_schemas"),
-		extra,
+		path("data"), path("tmp"), path("user_files"), path("format_schemas"), extra,
 	)
 	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)
+	users := fmt.Sprintf(usersXML, PasswordUser, xmlEscape(Password), ReaderUser, xmlEscape(ReaderPassword))
+	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(users), 0o644)
 }
 
 func xmlEscape(s string) string {
@@ -345,13 +383,48 @@ const configXML = `<?xml version="1.0"?>
     <default_database>default</default_database>
     <mark_cache_size>268435456</mark_cache_size>
     <timezone>UTC</timezone>
-%s</yandex>
+%s
+</yandex>
 `
+
+// secureXML adds the native protocol over TLS: the port, and the server's
+// certificate and key (no client verification).
+const secureXML = `    <tcp_port_secure>%d</tcp_port_secure>
+    <openSSL>
+        <server>
+            <certificateFile>%s</certificateFile>
+            <privateKeyFile>%s</privateKeyFile>
+            <verificationMode>none</verificationMode>
+            <loadDefaultCAFile>false</loadDefaultCAFile>
+            <cacheSessions>true</cacheSessions>
+            <disableProtocols>sslv2,sslv3</disableProtocols>
+            <preferServerCiphers>true</preferServerCiphers>
+        </server>
+    </openSSL>`
+
+// Users of every test server beside default (which has no password): one
+// with a password and the default profile, for tests of credentials, and a
+// reader whose profile is read-only (what README "A read-only user"
+// describes for report and the dashboards).
+const (
+	PasswordUser   = "doraflow_pw"
+	Password       = "testenv-ch-password-5c1d"
+	ReaderUser     = "doraflow_reader"
+	ReaderPassword = "testenv-ch-reader-9e2b"
+)
+
+// AsUser is dsn (one ClickHouse returned) as user with password.
+func AsUser(dsn, user, password string) string {
+	return strings.Replace(dsn, "clickhouse://", "clickhouse://"+user+":"+password+"@", 1)
+}
 
 const usersXML = `<?xml version="1.0"?>
 <yandex>
     <profiles>
         <default></default>
+        <readonly>
+            <readonly>2</readonly>
+        </readonly>
     </profiles>
     <users>
         <default>
@@ -363,6 +436,24 @@ const usersXML = `<?xml version="1.0"?>
             <profile>default</profile>
             <quota>default</quota>
         </default>
+        <%[1]s>
+            <password>%[2]s</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>default</profile>
+            <quota>default</quota>
+        </%[1]s>
+        <%[3]s>
+            <password>%[4]s</password>
+            <networks>
+                <ip>127.0.0.1</ip>
+                <ip>::1</ip>
+            </networks>
+            <profile>readonly</profile>
+            <quota>default</quota>
+        </%[3]s>
     </users>
     <quotas>
         <default></default>

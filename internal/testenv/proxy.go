@@ -17,6 +17,8 @@ type Proxy struct {
 	conns  map[net.Conn]bool
 	// fromTarget counts the bytes the target has sent to clients.
 	fromTarget int64
+	// resume, while the proxy is stalled, is closed by Resume.
+	resume chan struct{}
 	// cut, when armed, closes every connection once fromTarget reaches at;
 	// down says whether the proxy then refuses new ones too.
 	cut struct {
@@ -36,6 +38,7 @@ func NewProxy(t testing.TB, target string) *Proxy {
 	go p.serve()
 	t.Cleanup(func() {
 		ln.Close()
+		p.Resume()
 		p.Cut()
 	})
 	return p
@@ -74,6 +77,26 @@ func (p *Proxy) arm(n int64, down bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut.armed, p.cut.at, p.cut.down = true, p.fromTarget+n, down
+}
+
+// Stall holds every byte in both directions, on open connections and new
+// ones, until Resume: a server that hangs without closing anything.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resume == nil {
+		p.resume = make(chan struct{})
+	}
+}
+
+// Resume passes bytes on again after Stall.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.resume != nil {
+		close(p.resume)
+		p.resume = nil
+	}
 }
 
 // Restore accepts connections again.
@@ -132,6 +155,12 @@ func (p *Proxy) pipe(dst, src net.Conn, fromTarget bool) {
 			chunk, cut, down := buf[:n], false, false
 			if fromTarget {
 				chunk, cut, down = p.count(chunk)
+			}
+			p.mu.Lock()
+			stalled := p.resume
+			p.mu.Unlock()
+			if stalled != nil {
+				<-stalled
 			}
 			if len(chunk) > 0 {
 				if _, werr := dst.Write(chunk); werr != nil {

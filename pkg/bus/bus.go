@@ -6,6 +6,8 @@ package bus
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,7 +85,64 @@ type Options struct {
 	// larger messages go by reference (see PublishAll), as they do on an
 	// external server whose limit is lower.
 	MaxPayload int64
-	Logger     *slog.Logger
+	// Auth is how to authenticate to the external server at URL.
+	Auth Auth
+	// MaxStore bounds the embedded server's JetStream file storage, in
+	// bytes; 0 leaves JetStream's default (most of the disk).
+	MaxStore int64
+	Logger   *slog.Logger
+}
+
+// Auth is how doraflow authenticates to an external NATS server, as
+// nats.go supports it: at most one of user and password, a token, an NKey
+// seed file or a .creds file; and TLS.
+type Auth struct {
+	User, Password string
+	Token          string
+	NKeySeedFile   string
+	CredsFile      string
+	TLS            *TLS
+}
+
+// TLS is a TLS connection's settings: the CA file that signed the server's
+// certificate (empty: the system's roots), a client certificate and key,
+// and the name the server's certificate must bear.
+type TLS struct {
+	CAFile, CertFile, KeyFile string
+	ServerName                string
+}
+
+// options are a's connection options.
+func (a Auth) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if a.User != "" {
+		opts = append(opts, nats.UserInfo(a.User, a.Password))
+	}
+	if a.Token != "" {
+		opts = append(opts, nats.Token(a.Token))
+	}
+	if a.NKeySeedFile != "" {
+		o, err := nats.NkeyOptionFromSeed(a.NKeySeedFile)
+		if err != nil {
+			// The error names the file, never the seed.
+			return nil, fmt.Errorf("bus: nkey seed file %s: %w", a.NKeySeedFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if a.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.CredsFile))
+	}
+	if t := a.TLS; t != nil {
+		// Secure first: it sets the TLS configuration the others fill in.
+		opts = append(opts, nats.Secure(&tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}))
+		if t.CAFile != "" {
+			opts = append(opts, nats.RootCAs(t.CAFile))
+		}
+		if t.CertFile != "" {
+			opts = append(opts, nats.ClientCert(t.CertFile, t.KeyFile))
+		}
+	}
+	return opts, nil
 }
 
 // maxEmbeddedPayload is NATS's default max_pending, which max_payload may
@@ -136,7 +195,7 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 				logger.Warn("bus disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrl()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("bus reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
 	var err error
 	if opts.URL == "" {
@@ -149,7 +208,12 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 		}
 		b.Conn, err = nats.Connect(b.server.ClientURL(), append(conOpts, nats.InProcessServer(b.server))...)
 	} else {
-		b.Conn, err = nats.Connect(opts.URL, append(conOpts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true))...)
+		auth, aerr := opts.Auth.options()
+		if aerr != nil {
+			b.Close()
+			return nil, aerr
+		}
+		b.Conn, err = connectExternal(ctx, opts.URL, append(append(conOpts, auth...), nats.MaxReconnects(-1)))
 	}
 	if err != nil {
 		b.Close()
@@ -167,6 +231,50 @@ func Open(ctx context.Context, opts Options) (*Bus, error) {
 	return b, nil
 }
 
+// connectRetry is how long a start waits between attempts to reach an
+// external server that does not answer.
+const connectRetry = time.Second
+
+// connectExternal connects to an external server, retrying while it is
+// not reachable (until ctx is done), and failing at once on what a retry
+// cannot cure: credentials refused, a certificate not trusted. Once
+// connected, the connection reconnects on its own (MaxReconnects -1).
+func connectExternal(ctx context.Context, url string, opts []nats.Option) (*nats.Conn, error) {
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if permanentConnectError(err) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (still not reachable when the start gave up: %w)", err, ctx.Err())
+		case <-time.After(connectRetry):
+		}
+	}
+}
+
+// permanentConnectError reports whether a failed connect would fail again
+// the same way: the server refused the credentials, or TLS failed.
+func permanentConnectError(err error) bool {
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrSecureConnRequired) || errors.Is(err, nats.ErrSecureConnWanted) || errors.Is(err, nats.ErrNkeysNotSupported) {
+		return true
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var recordHeader tls.RecordHeaderError
+	if errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &recordHeader) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "authorization violation") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") ||
+		strings.Contains(msg, "loading") || strings.Contains(msg, "parsing") || strings.Contains(msg, "no such file")
+}
+
 func startEmbedded(opts Options) (*server.Server, error) {
 	sopts := &server.Options{
 		ServerName: "doraflow-embedded",
@@ -177,6 +285,9 @@ func startEmbedded(opts Options) (*server.Server, error) {
 	}
 	if opts.Token != "" {
 		sopts.Authorization = opts.Token
+	}
+	if opts.MaxStore > 0 {
+		sopts.JetStreamMaxStore = opts.MaxStore
 	}
 	if opts.MaxPayload > 0 {
 		sopts.MaxPayload = int32(min(opts.MaxPayload, maxEmbeddedPayload))
@@ -473,4 +584,59 @@ func EventSubject(partition int, typ string) string {
 // its event types (never the event type as sent: see collectors/webhook).
 func RawSubject(source, kind string) string {
 	return "doraflow.raw." + Token(source) + "." + Token(kind)
+}
+
+// JetStream's error codes for a server or account out of storage or
+// memory (nats-server errors.json).
+const (
+	codeInsufficientResources = 10023
+	codeMemoryExceeded        = 10028
+	codeStorageExceeded       = 10047
+)
+
+// IsLimit reports whether err is JetStream refusing a publish because it
+// is at its limits: out of storage or memory, or a stream that discards
+// new messages full. Retrying at once cannot help; the sender should come
+// back later.
+func IsLimit(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case codeInsufficientResources, codeMemoryExceeded, codeStorageExceeded:
+			return true
+		}
+	}
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	for _, s := range []string{"insufficient resources", "insufficient storage", "maximum bytes exceeded", "maximum messages exceeded", "resource limits exceeded"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// StorageFull reports, as an error, whether JetStream has no room left to
+// store a message of the largest size the connection takes: the account's
+// storage limit (nearly) reached, or (embedded) the server's. JetStream
+// refuses a message that would pass the limit, so the use stays below it:
+// what matters is whether the next message fits. nil when there is room or
+// no limit is known.
+func (b *Bus) StorageFull(ctx context.Context) error {
+	info, err := b.JS.AccountInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("bus: %w", err)
+	}
+	room := b.Conn.MaxPayload()
+	if max := info.Limits.MaxStore; max > 0 && max-int64(info.Store) < room {
+		return fmt.Errorf("bus: JetStream storage full: the account stores %d bytes of its limit of %d", info.Store, max)
+	}
+	if b.server != nil {
+		if js, err := b.server.Jsz(nil); err == nil && js.Config.MaxStore > 0 && js.Config.MaxStore-int64(js.Store) < room {
+			return fmt.Errorf("bus: JetStream storage full: the embedded server stores %d bytes of its limit of %d", js.Store, js.Config.MaxStore)
+		}
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +22,11 @@ import (
 // Config is the whole configuration. Start from Default; Validate explains
 // every bad value at once.
 type Config struct {
-	Listen        string     `yaml:"listen"`
+	Listen string `yaml:"listen"`
+	// AdminListen, when set, is where /metrics, /healthz and /readyz are
+	// served instead of Listen, so that the webhooks can be exposed to the
+	// internet without the metrics.
+	AdminListen   string     `yaml:"admin_listen"`
 	NATSURL       string     `yaml:"nats_url"`
 	NATS          NATS       `yaml:"nats"`
 	DataDir       string     `yaml:"data_dir"`
@@ -52,6 +57,14 @@ type ClickHouse struct {
 	// engines (a ClickHouse cluster of that name, with its coordination
 	// service); the queries are the same.
 	Cluster string `yaml:"cluster"`
+	// Password, when set, replaces the password in clickhouse_dsn, so that
+	// the DSN can live in plain configuration and the password in a secret
+	// (DORAFLOW_CLICKHOUSE_PASSWORD_FILE).
+	Password string `yaml:"password"`
+	// TLS, when set, makes doraflow reach ClickHouse over TLS (its secure
+	// native port, 9440 by default); the same as secure=true and the file
+	// parameters in clickhouse_dsn, which it adds to.
+	TLS TLS `yaml:"tls"`
 }
 
 // NATS configures what doraflow creates on the bus.
@@ -67,6 +80,50 @@ type NATS struct {
 	Raw        StreamLimit `yaml:"raw"`
 	Events     StreamLimit `yaml:"events"`
 	DeadLetter StreamLimit `yaml:"dead_letter"`
+
+	// How doraflow authenticates to an external NATS (nats_url): at most
+	// one of user and password, a token, an NKey seed file, or a .creds
+	// file (a JWT and its seed, as nsc writes it).
+	User         string `yaml:"user"`
+	Password     string `yaml:"password"`
+	Token        string `yaml:"token"`
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	CredsFile    string `yaml:"creds_file"`
+	TLS          TLS    `yaml:"tls"`
+}
+
+// TLS configures a TLS connection: the CA that signed the server's
+// certificate (empty: the system's), a client certificate and key for
+// servers that verify clients, and the name the server's certificate
+// must bear when it is not the host dialled.
+type TLS struct {
+	Enabled    bool   `yaml:"enabled"`
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Set reports whether any TLS setting is given: TLS is then on.
+func (t TLS) Set() bool {
+	return t.Enabled || t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != ""
+}
+
+// validate checks the TLS settings under key.
+func (t TLS) validate(key string) []error {
+	var errs []error
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		errs = append(errs, fmt.Errorf("%s: cert_file and key_file go together: give both, or neither", key))
+	}
+	for _, f := range []struct{ name, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%s: %w", key, f.name, err))
+		}
+	}
+	return errs
 }
 
 // StreamLimit bounds a stream: older messages are discarded, and past
@@ -74,6 +131,43 @@ type NATS struct {
 type StreamLimit struct {
 	MaxAge   time.Duration `yaml:"max_age"`
 	MaxBytes int64         `yaml:"max_bytes"`
+}
+
+// validateAuth checks the credentials and TLS settings: one way to
+// authenticate, and only towards an external server.
+func (n NATS) validateAuth(url string) []error {
+	var errs []error
+	var ways []string
+	if n.User != "" || n.Password != "" {
+		ways = append(ways, "user/password")
+		if n.User == "" || n.Password == "" {
+			errs = append(errs, errors.New("nats.user and nats.password go together: give both, or neither"))
+		}
+	}
+	if n.Token != "" {
+		ways = append(ways, "token")
+	}
+	if n.NKeySeedFile != "" {
+		ways = append(ways, "nkey_seed_file")
+	}
+	if n.CredsFile != "" {
+		ways = append(ways, "creds_file")
+	}
+	if len(ways) > 1 {
+		errs = append(errs, fmt.Errorf("nats: %s are set; authenticate one way", strings.Join(ways, ", ")))
+	}
+	if (len(ways) > 0 || n.TLS.Set()) && url == "" {
+		errs = append(errs, errors.New("nats: credentials or TLS are set, but nats_url is empty: the embedded server is in-process and takes neither; set nats_url to the external server"))
+	}
+	for _, f := range []struct{ name, path string }{{"nkey_seed_file", n.NKeySeedFile}, {"creds_file", n.CredsFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fmt.Errorf("nats.%s: %w", f.name, err))
+		}
+	}
+	return append(errs, n.TLS.validate("nats.tls")...)
 }
 
 // deadLetterAge is how long dead letters stay for an operator to look at.
@@ -171,8 +265,14 @@ type CollectorLimits struct {
 	// Retry-After without being read. Bodies are read before their
 	// signature can be checked, so this is what bounds the memory any
 	// sender can make the collector use.
-	MaxInflightBytes int64         `yaml:"max_inflight_bytes"`
-	PublishTimeout   time.Duration `yaml:"publish_timeout"`
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// MaxInflightPublishes bounds the deliveries a process publishes at
+	// once, over all sources: one more is answered 503 with Retry-After at
+	// once instead of waiting for a slot, so that a burst beyond what the
+	// bus takes is pushed back to the senders (which retry) rather than
+	// queued in memory.
+	MaxInflightPublishes int           `yaml:"max_inflight_publishes"`
+	PublishTimeout       time.Duration `yaml:"publish_timeout"`
 }
 
 // Processor tunes the stream processor.
@@ -216,9 +316,10 @@ func Default() Config {
 		IncidentLookback: 72 * time.Hour,
 		Collector: CollectorLimits{
 			// GitHub caps webhook payloads at 25 MB.
-			MaxBodyBytes:     25 << 20,
-			MaxInflightBytes: 256 << 20,
-			PublishTimeout:   10 * time.Second,
+			MaxBodyBytes:         25 << 20,
+			MaxInflightBytes:     256 << 20,
+			MaxInflightPublishes: 256,
+			PublishTimeout:       10 * time.Second,
 		},
 		Processor: Processor{BatchSize: 5000, FlushInterval: 200 * time.Millisecond, Partitions: 8, SnapshotInterval: 30 * time.Second, AckWait: 30 * time.Second, LeaseTTL: 6 * time.Second,
 			Retention: Retention{Keep: 400 * 24 * time.Hour, Margin: 30 * 24 * time.Hour}},
@@ -241,7 +342,60 @@ func Load(path string, getenv func(string) string) (Config, error) {
 	if err := cfg.applyEnv(getenv); err != nil {
 		return cfg, err
 	}
+	cfg.ClickHouseDSN = withTLS(withPassword(cfg.ClickHouseDSN, cfg.ClickHouse.Password), cfg.ClickHouse.TLS)
 	return cfg, nil
+}
+
+// withTLS is dsn with t's settings as its parameters (dsn as it is when t
+// sets nothing or dsn does not parse).
+func withTLS(dsn string, t TLS) string {
+	if !t.Set() {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	q := u.Query()
+	q.Set("secure", "true")
+	for name, v := range map[string]string{"ca_file": t.CAFile, "cert_file": t.CertFile, "key_file": t.KeyFile, "server_name": t.ServerName} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// withPassword is dsn with its password replaced by password (dsn as it
+// is when password is empty or dsn does not parse: Validate says why).
+func withPassword(dsn, password string) string {
+	if password == "" {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return dsn
+	}
+	user := "default"
+	if u.User != nil {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, password)
+	return u.String()
+}
+
+// Redacted is a URL or DSN fit for a log line or an error: any password in
+// it replaced by xxxxx. What does not parse as a URL is left out whole.
+func Redacted(rawURL string) string {
+	if rawURL == "" {
+		return ""
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(an address that does not parse)"
+	}
+	return u.Redacted()
 }
 
 // Parse decodes YAML over cfg, rejecting unknown keys.
@@ -259,41 +413,81 @@ func Parse(raw []byte, cfg *Config) error {
 const FileEnv = "DORAFLOW_CONFIG"
 
 // EnvNames lists every environment variable doraflow reads: FileEnv and
-// those Load applies. Install manifests are checked against it, so that a
-// deployment never sets a variable no code reads.
+// those Load applies, each secret's NAME_FILE beside its NAME. Install
+// manifests are checked against it, so that a deployment never sets a
+// variable no code reads.
 func EnvNames() []string {
 	var c Config
 	names := []string{FileEnv}
 	for _, v := range c.envVars() {
 		names = append(names, v.name)
+		if v.secret {
+			names = append(names, v.name+FileSuffix)
+		}
 	}
 	return names
 }
 
+// SecretEnvNames lists the variables that hold a secret (each can also be
+// given as NAME_FILE, the path of a file holding it).
+func SecretEnvNames() []string {
+	var c Config
+	var names []string
+	for _, v := range c.envVars() {
+		if v.secret {
+			names = append(names, v.name)
+		}
+	}
+	return names
+}
+
+// FileSuffix turns a secret's variable into the one naming a file that
+// holds it (DORAFLOW_GITHUB_TOKEN_FILE), the convention of Kubernetes and
+// compose secrets.
+const FileSuffix = "_FILE"
+
 // envVar is a variable Load applies: set parses its value into the Config.
+// A secret's value never appears in an error, and can come from the file
+// named by name+FileSuffix.
 type envVar struct {
-	name string
-	set  func(value string) error
+	name   string
+	set    func(value string) error
+	secret bool
 }
 
 // envVars is the one table of the variables Load applies, bound to c.
 func (c *Config) envVars() []envVar {
+	secret := func(name string, dst *string) envVar { return envVar{name: name, set: setString(dst), secret: true} }
 	return []envVar{
-		{"DORAFLOW_LISTEN", setString(&c.Listen)},
-		{"DORAFLOW_NATS_URL", setString(&c.NATSURL)},
-		{"DORAFLOW_DATA_DIR", setString(&c.DataDir)},
-		{"DORAFLOW_CLICKHOUSE_DSN", setString(&c.ClickHouseDSN)},
-		{"DORAFLOW_CLICKHOUSE_CLUSTER", setString(&c.ClickHouse.Cluster)},
-		{"DORAFLOW_GITHUB_WEBHOOK_SECRET", setString(&c.GitHub.WebhookSecret)},
-		{"DORAFLOW_GITHUB_TOKEN", setString(&c.GitHub.Token)},
-		{"DORAFLOW_GITLAB_TOKEN", setString(&c.GitLab.Token)},
-		{"DORAFLOW_GITLAB_WEBHOOK_TOKEN", setString(&c.GitLab.WebhookToken)},
-		{"DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", setString(&c.PagerDuty.WebhookSecret)},
-		{"DORAFLOW_PAGERDUTY_TOKEN", setString(&c.PagerDuty.Token)},
-		{"DORAFLOW_OPSGENIE_SECRET", setString(&c.Opsgenie.Secret)},
-		{"DORAFLOW_API_TOKEN", setString(&c.API.Token)},
-		{"DORAFLOW_CDEVENTS_TOKEN", setString(&c.CDEvents.Token)},
-		{"DORAFLOW_MAX_INFLIGHT_BYTES", func(v string) error {
+		{name: "DORAFLOW_LISTEN", set: setString(&c.Listen)},
+		{name: "DORAFLOW_ADMIN_LISTEN", set: setString(&c.AdminListen)},
+		// A NATS URL or a ClickHouse DSN may carry a password.
+		secret("DORAFLOW_NATS_URL", &c.NATSURL),
+		{name: "DORAFLOW_DATA_DIR", set: setString(&c.DataDir)},
+		secret("DORAFLOW_CLICKHOUSE_DSN", &c.ClickHouseDSN),
+		secret("DORAFLOW_CLICKHOUSE_PASSWORD", &c.ClickHouse.Password),
+		{name: "DORAFLOW_CLICKHOUSE_CLUSTER", set: setString(&c.ClickHouse.Cluster)},
+		{name: "DORAFLOW_CLICKHOUSE_TLS_CA_FILE", set: setString(&c.ClickHouse.TLS.CAFile)},
+		{name: "DORAFLOW_CLICKHOUSE_TLS_SERVER_NAME", set: setString(&c.ClickHouse.TLS.ServerName)},
+		{name: "DORAFLOW_NATS_USER", set: setString(&c.NATS.User)},
+		secret("DORAFLOW_NATS_PASSWORD", &c.NATS.Password),
+		secret("DORAFLOW_NATS_TOKEN", &c.NATS.Token),
+		{name: "DORAFLOW_NATS_NKEY_SEED_FILE", set: setString(&c.NATS.NKeySeedFile)},
+		{name: "DORAFLOW_NATS_CREDS_FILE", set: setString(&c.NATS.CredsFile)},
+		{name: "DORAFLOW_NATS_TLS_CA_FILE", set: setString(&c.NATS.TLS.CAFile)},
+		{name: "DORAFLOW_NATS_TLS_CERT_FILE", set: setString(&c.NATS.TLS.CertFile)},
+		{name: "DORAFLOW_NATS_TLS_KEY_FILE", set: setString(&c.NATS.TLS.KeyFile)},
+		{name: "DORAFLOW_NATS_TLS_SERVER_NAME", set: setString(&c.NATS.TLS.ServerName)},
+		secret("DORAFLOW_GITHUB_WEBHOOK_SECRET", &c.GitHub.WebhookSecret),
+		secret("DORAFLOW_GITHUB_TOKEN", &c.GitHub.Token),
+		secret("DORAFLOW_GITLAB_TOKEN", &c.GitLab.Token),
+		secret("DORAFLOW_GITLAB_WEBHOOK_TOKEN", &c.GitLab.WebhookToken),
+		secret("DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", &c.PagerDuty.WebhookSecret),
+		secret("DORAFLOW_PAGERDUTY_TOKEN", &c.PagerDuty.Token),
+		secret("DORAFLOW_OPSGENIE_SECRET", &c.Opsgenie.Secret),
+		secret("DORAFLOW_API_TOKEN", &c.API.Token),
+		secret("DORAFLOW_CDEVENTS_TOKEN", &c.CDEvents.Token),
+		{name: "DORAFLOW_MAX_INFLIGHT_BYTES", set: func(v string) error {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				return errors.New("want a whole number of bytes")
@@ -301,8 +495,9 @@ func (c *Config) envVars() []envVar {
 			c.Collector.MaxInflightBytes = n
 			return nil
 		}},
-		{"DORAFLOW_PARTITIONS", setInt(&c.Processor.Partitions)},
-		{"DORAFLOW_NATS_REPLICAS", setInt(&c.NATS.Replicas)},
+		{name: "DORAFLOW_MAX_INFLIGHT_PUBLISHES", set: setInt(&c.Collector.MaxInflightPublishes)},
+		{name: "DORAFLOW_PARTITIONS", set: setInt(&c.Processor.Partitions)},
+		{name: "DORAFLOW_NATS_REPLICAS", set: setInt(&c.NATS.Replicas)},
 	}
 }
 
@@ -322,23 +517,89 @@ func setInt(dst *int) func(string) error {
 }
 
 // applyEnv sets what the environment gives; an empty variable leaves the
-// value as the file or the default had it.
+// value as the file or the default had it. A secret may come from the
+// file its NAME_FILE names instead: a file that cannot be read or holds
+// nothing is an error naming the variable, and so is setting both.
 func (c *Config) applyEnv(getenv func(string) string) error {
 	for _, v := range c.envVars() {
 		value := getenv(v.name)
+		if v.secret {
+			fromFile, err := secretFile(v.name+FileSuffix, getenv(v.name+FileSuffix))
+			if err != nil {
+				return err
+			}
+			if fromFile != "" {
+				if value != "" {
+					return fmt.Errorf("config: both %s and %s%s are set; set one", v.name, v.name, FileSuffix)
+				}
+				value = fromFile
+			}
+		}
 		if value == "" {
 			continue
 		}
 		if err := v.set(value); err != nil {
+			if v.secret {
+				return fmt.Errorf("config: %s: %w", v.name, err)
+			}
 			return fmt.Errorf("config: %s=%q: %w", v.name, value, err)
 		}
 	}
 	return nil
 }
 
+// secretFile reads the secret in the file variable name points at (path);
+// "" when the variable is not set. One trailing line break is not part of
+// the secret: editors and `echo` add it.
+func secretFile(name, path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		// The path may be read by anyone who reads the error; the secret
+		// may not, and is not in it.
+		return "", fmt.Errorf("config: %s: %w", name, err)
+	}
+	s := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
+	if s == "" {
+		return "", fmt.Errorf("config: %s: %s is empty; put the secret in it, or unset %s", name, path, name)
+	}
+	return s, nil
+}
+
+// secrets are the settings that hold a credential, by their YAML key and
+// variable.
+func (c *Config) secrets() []struct {
+	key, env string
+	value    string
+} {
+	return []struct {
+		key, env string
+		value    string
+	}{
+		{"clickhouse.password", "DORAFLOW_CLICKHOUSE_PASSWORD", c.ClickHouse.Password},
+		{"nats.password", "DORAFLOW_NATS_PASSWORD", c.NATS.Password},
+		{"nats.token", "DORAFLOW_NATS_TOKEN", c.NATS.Token},
+		{"github.webhook_secret", "DORAFLOW_GITHUB_WEBHOOK_SECRET", c.GitHub.WebhookSecret},
+		{"github.token", "DORAFLOW_GITHUB_TOKEN", c.GitHub.Token},
+		{"gitlab.webhook_token", "DORAFLOW_GITLAB_WEBHOOK_TOKEN", c.GitLab.WebhookToken},
+		{"gitlab.token", "DORAFLOW_GITLAB_TOKEN", c.GitLab.Token},
+		{"pagerduty.webhook_secret", "DORAFLOW_PAGERDUTY_WEBHOOK_SECRET", c.PagerDuty.WebhookSecret},
+		{"opsgenie.secret", "DORAFLOW_OPSGENIE_SECRET", c.Opsgenie.Secret},
+		{"api.token", "DORAFLOW_API_TOKEN", c.API.Token},
+		{"cdevents.token", "DORAFLOW_CDEVENTS_TOKEN", c.CDEvents.Token},
+	}
+}
+
 // Validate gathers every problem in the configuration.
 func (c *Config) Validate() error {
 	var errs []error
+	for _, sec := range c.secrets() {
+		if sec.value != "" && strings.TrimSpace(sec.value) == "" {
+			errs = append(errs, fmt.Errorf("%s (%s): only white space; a secret that short is guessed at once: give a real one, or leave it empty to switch the feature off", sec.key, sec.env))
+		}
+	}
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen: empty; give an address such as :8080"))
 	}
@@ -367,6 +628,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("collector.max_inflight_bytes: %d is less than collector.max_body_bytes (%d), so a body of the largest size allowed could never be read; raise it (default %d, 256 MiB)",
 			c.Collector.MaxInflightBytes, c.Collector.MaxBodyBytes, Default().Collector.MaxInflightBytes))
 	}
+	if c.Collector.MaxInflightPublishes < 1 {
+		errs = append(errs, fmt.Errorf("collector.max_inflight_publishes: %d; must be at least 1 (default %d)", c.Collector.MaxInflightPublishes, Default().Collector.MaxInflightPublishes))
+	}
+	if c.AdminListen != "" && c.AdminListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+		errs = append(errs, fmt.Errorf("admin_listen: %q is listen too; give another address, or leave it empty to serve the admin endpoints on listen", c.AdminListen))
+	}
 	if c.Collector.PublishTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("collector.publish_timeout: %s; must be positive", c.Collector.PublishTimeout))
 	}
@@ -376,6 +643,8 @@ func (c *Config) Validate() error {
 	case r > 1 && c.NATSURL == "":
 		errs = append(errs, fmt.Errorf("nats.replicas: %d, but nats_url is empty, so the bus is the embedded single server, which holds one copy; set nats_url to a JetStream cluster or replicas to 1", r))
 	}
+	errs = append(errs, c.NATS.validateAuth(c.NATSURL)...)
+	errs = append(errs, c.ClickHouse.TLS.validate("clickhouse.tls")...)
 	recomputed := c.Processor.Retention.Keep + c.Processor.Retention.Margin
 	for _, l := range []struct {
 		name  string
@@ -439,21 +708,31 @@ type ClickHouseDSN struct {
 	Database string
 	User     string
 	Password string
+	// TLS, when set, is how to reach the server over TLS (secure=true).
+	TLS *TLS
 }
 
 // Hosts are the servers the DSN names, in the order a client tries them:
 // replicas of one cluster, the next taking over when one is down.
 func (d ClickHouseDSN) Hosts() []string { return strings.Split(d.Addr, ",") }
 
+// The DSN's query parameters: TLS, and its files.
+var dsnParams = []string{"secure", "ca_file", "cert_file", "key_file", "server_name"}
+
 // ParseClickHouseDSN parses
-// clickhouse://[user[:password]@]host:port[,host:port…]/database.
+// clickhouse://[user[:password]@]host:port[,host:port…]/database[?secure=true&ca_file=…&cert_file=…&key_file=…&server_name=…].
 func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn: %w", err)
+		// url.Error quotes the whole DSN, password and all.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn: does not parse as a URL: %w", err)
 	}
 	if u.Scheme != "clickhouse" || u.Host == "" {
-		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: want clickhouse://host:port/database", dsn)
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: want clickhouse://host:port/database", u.Redacted())
 	}
 	db := strings.Trim(u.Path, "/")
 	if db == "" {
@@ -461,7 +740,7 @@ func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	}
 	for _, r := range db {
 		if !(r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: database name %q may hold only letters, digits and _", dsn, db)
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: database name %q may hold only letters, digits and _", u.Redacted(), db)
 		}
 	}
 	out := ClickHouseDSN{Addr: u.Host, Database: db, User: "default"}
@@ -473,6 +752,27 @@ func ParseClickHouseDSN(dsn string) (ClickHouseDSN, error) {
 	if u.User != nil {
 		out.User = u.User.Username()
 		out.Password, _ = u.User.Password()
+	}
+	q := u.Query()
+	for name := range q {
+		if !slices.Contains(dsnParams, name) {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: unknown parameter %q; known: %s", u.Redacted(), name, strings.Join(dsnParams, ", "))
+		}
+	}
+	t := TLS{CAFile: q.Get("ca_file"), CertFile: q.Get("cert_file"), KeyFile: q.Get("key_file"), ServerName: q.Get("server_name")}
+	switch secure := q.Get("secure"); secure {
+	case "", "false":
+	case "true":
+		t.Enabled = true
+	default:
+		return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: secure=%q; want true or false", u.Redacted(), secure)
+	}
+	if t.Set() {
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			return ClickHouseDSN{}, fmt.Errorf("clickhouse_dsn %q: cert_file and key_file go together: give both, or neither", u.Redacted())
+		}
+		t.Enabled = true
+		out.TLS = &t
 	}
 	return out, nil
 }
@@ -513,4 +813,69 @@ func (c *Config) match(name string, patterns func(Team) []string) string {
 		}
 	}
 	return Unassigned
+}
+
+// Warnings are what in the configuration is valid but likely a mistake,
+// for the log at start: a repos glob without a slash, which no owner/name
+// (or group/project) path matches.
+func (c *Config) Warnings() []string {
+	var out []string
+	for _, t := range c.Teams {
+		for _, p := range t.Repos {
+			if staticallyUnmatched(p) {
+				out = append(out, fmt.Sprintf("team %s: repos glob %q matches no repository: repositories are owner/name (or group/project) paths; write e.g. \"acme/%s\"", t.Name, p, p))
+			}
+		}
+	}
+	return out
+}
+
+// UnmatchedGlobs are warnings for the team globs that match none of the
+// repositories and services doraflow has seen (entities as "repo:owner/name"
+// and "service:name"): a typo leaves a team empty and its work unassigned.
+// Nothing is said when nothing has been seen yet.
+func (c *Config) UnmatchedGlobs(entities []string) []string {
+	var repos, services []string
+	for _, e := range entities {
+		if r, ok := strings.CutPrefix(e, "repo:"); ok {
+			repos = append(repos, r)
+		} else if s, ok := strings.CutPrefix(e, "service:"); ok {
+			services = append(services, s)
+		}
+	}
+	matchesAny := func(p string, names []string) bool {
+		for _, n := range names {
+			if ok, _ := doublestar.Match(p, n); ok {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, t := range c.Teams {
+		if len(repos) > 0 {
+			for _, p := range t.Repos {
+				if staticallyUnmatched(p) {
+					continue // Warnings says so
+				}
+				if !matchesAny(p, repos) {
+					out = append(out, fmt.Sprintf("team %s: repos glob %q matches none of the %d repositories seen so far", t.Name, p, len(repos)))
+				}
+			}
+		}
+		if len(services) > 0 {
+			for _, p := range t.Services {
+				if !matchesAny(p, services) {
+					out = append(out, fmt.Sprintf("team %s: services glob %q matches none of the %d services seen so far", t.Name, p, len(services)))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// staticallyUnmatched reports whether a repos glob can match no
+// owner/name path: it has no slash and no **.
+func staticallyUnmatched(p string) bool {
+	return !strings.Contains(p, "/") && !strings.Contains(p, "**")
 }

@@ -27,6 +27,10 @@ type Metrics struct {
 	Approximate   *prometheus.GaugeVec   // partition
 	GapFills      *prometheus.CounterVec // host, result
 	DeadLettered  *prometheus.CounterVec // reason
+	// CommittedAfterDeployment counts the changes whose commit is
+	// timestamped after the deployment that shipped them (a committer's
+	// clock ahead): their lead time is stored as 0.
+	CommittedAfterDeployment prometheus.Counter
 }
 
 // New registers doraflow's metrics (and the Go and process collectors) on a
@@ -81,8 +85,12 @@ func New() *Metrics {
 			Name: "doraflow_dead_lettered_total",
 			Help: "Messages moved to the dead-letter stream, by reason.",
 		}, []string{"reason"}),
+		CommittedAfterDeployment: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "doraflow_changes_committed_after_deployment_total",
+			Help: "Changes written whose commit is timestamped after their deployment (a clock ahead), counted once per change and process: their lead time is stored as 0.",
+		}),
 	}
 	reg.MustRegister(m.Requests, m.Ignored, m.Published, m.RequestDuration, m.Processed,
-		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximate, m.GapFills, m.DeadLettered)
+		m.FactsWritten, m.ProcessingLag, m.Errors, m.Approximate, m.GapFills, m.DeadLettered, m.CommittedAfterDeployment)
 	return m
 }

@@ -64,7 +64,7 @@ type repoState struct {
 	missingIDs map[string]string
 
 	// What the events since the last flush touched.
-	fromAt, fromID string
+	fromID         string
 	fromTime       time.Time
 	hasFrom        bool
 	statusDirty    map[*deployState]bool

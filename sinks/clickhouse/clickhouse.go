@@ -4,10 +4,13 @@ package clickhouse
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"embed"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,12 +47,17 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 	if err != nil {
 		return nil, err
 	}
+	tlsConfig, err := TLSConfig(d.TLS)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := ch.Open(&ch.Options{
 		// Replicas in the DSN's order: a connection goes to the first that
 		// answers.
 		Addr:             d.Hosts(),
 		ConnOpenStrategy: ch.ConnOpenInOrder,
 		Auth:             ch.Auth{Username: d.User, Password: d.Password},
+		TLS:              tlsConfig,
 		DialTimeout:      5 * time.Second,
 		// Only integer and bool settings here: string settings break every
 		// query on 18.16.
@@ -64,6 +72,34 @@ func Open(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) 
 		return nil, fmt.Errorf("clickhouse: ping %s: %w", d.Addr, err)
 	}
 	return s, nil
+}
+
+// TLSConfig is the client TLS configuration of t (nil: no TLS): the
+// system's roots unless a CA file is given, a client certificate if one
+// is.
+func TLSConfig(t *config.TLS) (*tls.Config, error) {
+	if t == nil {
+		return nil, nil
+	}
+	c := &tls.Config{ServerName: t.ServerName, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: TLS CA file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("clickhouse: TLS CA file %s holds no PEM certificate", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse: TLS client certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // Close closes the connection.
