@@ -462,12 +462,8 @@ func (p *Processor) batch(ctx context.Context, events, links jetstream.Consumer)
 	}
 	stopBeat()
 	if err != nil {
-		// Not acknowledged but given back: redelivered now rather than
-		// after ack_wait (the worker is stopping, handed over or fenced
-		// out), and folded again by a worker rebuilt from its snapshot.
-		for _, m := range got {
-			_ = m.Nak()
-		}
+		// Not acknowledged: redelivered, and folded again by a worker
+		// rebuilt from its snapshot.
 		p.stale = true
 		return err
 	}

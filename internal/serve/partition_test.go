@@ -18,6 +18,9 @@ func TestTwoProcessorsShareTheWork(t *testing.T) {
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.LeaseTTL = time.Second
+	// A worker handed over mid-batch leaves its messages to its successor
+	// after ack_wait: short here, as in the other fault tests.
+	cfg.Processor.AckWait = time.Second
 	logger := failureLog(t)
 	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, logger)
 	if err != nil {
