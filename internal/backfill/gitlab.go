@@ -50,7 +50,8 @@ func (c GitLabConfig) Validate() error {
 
 // GitLab backfills projects through GitLab's REST API.
 type GitLab struct {
-	cfg    GitLabConfig
+	cfg GitLabConfig
+	//lint:ignore SA1019 go-gitlab is the pinned GitLab client (collectors/gitlab/staticcheck.conf says why)
 	client *gl.Client
 	cmp    *collector.Comparer
 }
@@ -65,6 +66,7 @@ func NewGitLab(cfg GitLabConfig, rt http.RoundTripper) (*GitLab, error) {
 	if cfg.APIURL != "" {
 		opts = append(opts, gl.WithBaseURL(cfg.APIURL))
 	}
+	//lint:ignore SA1019 as for the client field
 	client, err := gl.NewClient(cfg.Token, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("backfill gitlab: api client: %w", err)
