@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/doraflow/doraflow/internal/backfill"
-	"github.com/doraflow/doraflow/internal/report"
 	"github.com/doraflow/doraflow/internal/serve"
 	"github.com/doraflow/doraflow/pkg/config"
 )
@@ -113,22 +112,14 @@ func runBackfill(cmd *cobra.Command, cfg config.Config, label string, check func
 	targets func(*backfill.Session, backfill.Window) ([]backfill.Target, error)) error {
 	ctx := cmd.Context()
 	flags := cmd.Flags()
-	sinceFlag, _ := flags.GetString("since")
-	untilFlag, _ := flags.GetString("until")
 	dryRun, _ := flags.GetBool("dry-run")
 	concurrency, _ := flags.GetInt("concurrency")
 	restart, _ := flags.GetBool("restart")
 	maxRate, _ := flags.GetFloat64("max-rate")
 	now := time.Now().UTC()
-	since, err := report.ParseSince(sinceFlag, now)
+	since, until, err := window(cmd, now)
 	if err != nil {
-		return fmt.Errorf("%w: %w", errConfig, err)
-	}
-	until := now
-	if untilFlag != "" {
-		if until, err = time.Parse(time.RFC3339, untilFlag); err != nil {
-			return fmt.Errorf("%w: --until %q: want RFC 3339", errConfig, untilFlag)
-		}
+		return err
 	}
 	bcfg := backfill.Config{Since: since, Until: until.UTC(), Keep: cfg.Processor.Retention.Keep, Now: now, Concurrency: concurrency}
 	if err := errors.Join(bcfg.Validate(), check()); err != nil {

@@ -21,24 +21,12 @@ func reportCmd() *cobra.Command {
 				return err
 			}
 			flags := cmd.Flags()
-			sinceFlag, _ := flags.GetString("since")
-			untilFlag, _ := flags.GetString("until")
 			team, _ := flags.GetString("team")
 			format, _ := flags.GetString("format")
 			benchFlag, _ := flags.GetString("benchmark")
-			now := time.Now().UTC()
-			since, err := report.ParseSince(sinceFlag, now)
+			since, until, err := window(cmd, time.Now().UTC())
 			if err != nil {
-				return fmt.Errorf("%w: %w", errConfig, err)
-			}
-			until := now
-			if untilFlag != "" {
-				if until, err = time.Parse(time.RFC3339, untilFlag); err != nil {
-					return fmt.Errorf("%w: --until %q: want RFC 3339", errConfig, untilFlag)
-				}
-			}
-			if !until.After(since) {
-				return fmt.Errorf("%w: --until must be after --since", errConfig)
+				return err
 			}
 			bench, ok := dora.BenchmarkNamed(benchFlag)
 			if !ok {
@@ -72,4 +60,24 @@ func reportCmd() *cobra.Command {
 	cmd.Flags().String("format", "table", "table or json")
 	cmd.Flags().String("benchmark", "2023", "DORA benchmark for the tiers: 2023 or 2021")
 	return cmd
+}
+
+// window is the --since and --until of cmd as of now: a configuration error
+// unless --until (RFC 3339, default now) comes after --since.
+func window(cmd *cobra.Command, now time.Time) (since, until time.Time, err error) {
+	sinceFlag, _ := cmd.Flags().GetString("since")
+	untilFlag, _ := cmd.Flags().GetString("until")
+	if since, err = report.ParseSince(sinceFlag, now); err != nil {
+		return since, until, fmt.Errorf("%w: %w", errConfig, err)
+	}
+	until = now
+	if untilFlag != "" {
+		if until, err = time.Parse(time.RFC3339, untilFlag); err != nil {
+			return since, until, fmt.Errorf("%w: --until %q: want RFC 3339", errConfig, untilFlag)
+		}
+	}
+	if !until.After(since) {
+		return since, until, fmt.Errorf("%w: --until must be after --since", errConfig)
+	}
+	return since, until, nil
 }

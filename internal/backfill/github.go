@@ -296,6 +296,12 @@ func (r ghRepo) history(ctx context.Context, sha string, since time.Time) (*even
 		}
 		opts.Page = resp.NextPage
 	}
+	return rangeEvent("github", r.full, sha, newestFirst, rangeOf)
+}
+
+// rangeEvent is a host's listing of commits (newest first, as the APIs
+// list them) as the compare event of their range, nil for none.
+func rangeEvent[C any](source, repo, sha string, newestFirst []C, rangeOf func([]C) (*event.Push, error)) (*event.Event, error) {
 	if len(newestFirst) == 0 {
 		return nil, nil
 	}
@@ -304,7 +310,7 @@ func (r ghRepo) history(ctx context.Context, sha string, since time.Time) (*even
 	if err != nil {
 		return nil, fmt.Errorf("commits of %s: %w", sha, err)
 	}
-	e, err := event.CompareEvent("github", r.full, push.Before, push.After, push)
+	e, err := event.CompareEvent(source, repo, push.Before, push.After, push)
 	if err != nil {
 		return nil, err
 	}

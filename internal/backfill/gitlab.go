@@ -231,19 +231,7 @@ func (r glProject) history(ctx context.Context, sha string, since time.Time) (*e
 		}
 		opts.Page = resp.NextPage
 	}
-	if len(newestFirst) == 0 {
-		return nil, nil
-	}
-	slices.Reverse(newestFirst)
-	push, err := glRange(newestFirst)
-	if err != nil {
-		return nil, fmt.Errorf("commits of %s: %w", sha, err)
-	}
-	e, err := event.CompareEvent("gitlab", r.path, push.Before, push.After, push)
-	if err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return rangeEvent("gitlab", r.path, sha, newestFirst, glRange)
 }
 
 // glRange is commits (oldest first) as a range push from the first one's
