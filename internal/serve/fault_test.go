@@ -256,6 +256,7 @@ func TestWriteCutBeforeTheRollupsIsRepaired(t *testing.T) {
 	cfg := testConfig(t, dsn)
 	cfg.NATSURL = nats.ClientURL()
 	cfg.Processor.Partitions = 1
+	cfg.Processor.AckWait = time.Second // the cut batch comes again after it
 	collector, err := serve.Start(ctx, cfg, serve.RoleCollector, quiet())
 	if err != nil {
 		t.Fatal(err)
