@@ -34,6 +34,11 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	cfg.Processor.AckWait = time.Second
 	cfg.Processor.SnapshotInterval = 200 * time.Millisecond
 	var logs testenv.LogBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	srv, err := serve.Start(ctx, cfg, serve.RoleAll, logger)
 	if err != nil {
@@ -55,7 +60,7 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	}
 	opts.Partition = 0
 	opts.Clock = func() time.Time { return time.Now().Add(-time.Hour) }
-	successor := processor.New(nats.JS, srv.Store(), opts, telemetry.New(), quiet())
+	successor := processor.New(nats.JS, srv.Store(), opts, telemetry.New(), logger.With("process", "successor"))
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ran := make(chan error, 1)
