@@ -49,13 +49,7 @@ func TestClusterLosesNodesAndNothingAcknowledged(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	var logs testenv.LogBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("serve's log:\n%s", logs.String())
-		}
-	})
-	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(&logs, nil)))
+	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(testenv.FailureLog(t), nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package serve_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,24 +20,6 @@ import (
 	"github.com/doraflow/doraflow/pkg/bus"
 	"github.com/doraflow/doraflow/pkg/config"
 )
-
-// syncBuffer is a log a test reads while the server writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // probe GETs url and returns the status and body.
 func probe(t *testing.T, url string) (int, string) {
@@ -72,7 +52,7 @@ func TestServeStartsWithClickHouseDown(t *testing.T) {
 	dsn, proxy := proxiedClickHouse(t)
 	proxy.Cut()
 	cfg := testConfig(t, dsn)
-	var log syncBuffer
+	var log testenv.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	begun := time.Now()

@@ -51,16 +51,9 @@ func testConfig(t *testing.T, dsn string) config.Config {
 // quiet is a logger for parts whose logs a test does not read.
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// failureLog is a logger whose lines the test prints if it fails: what a
-// fault test that fails once in many runs needs to be understood.
+// failureLog is a logger whose lines the test prints if it fails.
 func failureLog(t *testing.T) *slog.Logger {
-	var logs testenv.LogBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	return slog.New(slog.NewTextHandler(&logs, nil))
+	return slog.New(slog.NewTextHandler(testenv.FailureLog(t), nil))
 }
 
 // externalNATS is a JetStream server on a loopback port, as an external

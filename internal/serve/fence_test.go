@@ -33,13 +33,8 @@ func TestTakenOverWorkerIsFenced(t *testing.T) {
 	cfg.Processor.Partitions = 1
 	cfg.Processor.AckWait = time.Second
 	cfg.Processor.SnapshotInterval = 200 * time.Millisecond
-	var logs testenv.LogBuffer
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("log:\n%s", logs.String())
-		}
-	})
-	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	logs := testenv.FailureLog(t)
+	logger := slog.New(slog.NewTextHandler(logs, nil))
 	srv, err := serve.Start(ctx, cfg, serve.RoleAll, logger)
 	if err != nil {
 		t.Fatal(err)

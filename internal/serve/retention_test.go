@@ -22,7 +22,7 @@ import (
 func TestDeliveriesOlderThanRetentionAreCounted(t *testing.T) {
 	cfg := testConfig(t, testenv.ClickHouse(t))
 	cfg.Processor.Retention.Keep = 30 * 24 * time.Hour
-	var log syncBuffer
+	var log testenv.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := serve.Start(ctx, cfg, serve.RoleAll, slog.New(slog.NewTextHandler(&log, nil)))

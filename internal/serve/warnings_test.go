@@ -13,9 +13,9 @@ import (
 )
 
 // startLogged starts role with cfg and returns the server and its log.
-func startLogged(t *testing.T, cfg config.Config, role serve.Role) (*serve.Server, *syncBuffer) {
+func startLogged(t *testing.T, cfg config.Config, role serve.Role) (*serve.Server, *testenv.LogBuffer) {
 	t.Helper()
-	var log syncBuffer
+	var log testenv.LogBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := serve.Start(ctx, cfg, role, slog.New(slog.NewTextHandler(&log, nil)))

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"sync"
+	"testing"
 )
 
 // LogBuffer is a log sink that the goroutines under test and the test
@@ -29,4 +30,16 @@ func (b *LogBuffer) Reset() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.buf.Reset()
+}
+
+// FailureLog is a LogBuffer whose lines the test prints if it fails: what
+// a fault test that fails once in many runs needs to be understood.
+func FailureLog(t testing.TB) *LogBuffer {
+	logs := &LogBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("log:\n%s", logs.String())
+		}
+	})
+	return logs
 }
